@@ -1,0 +1,236 @@
+"""Reading article files: decoding, validation, and the header conventions of the seeds.
+
+An article file is UTF-8 text. It may start with a ` date YYYY-MM-DD ` prefix, then site
+boilerplate lines ("Politics & Law"), a headline and a dateline ("March 15, 2025 - 21:20")
+before the body. The prefix, boilerplate, headline and dateline are metadata: the title and
+date come from them, and the body (what is chunked and cited) starts after them. The text
+itself is kept exactly as decoded so that offsets point into the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.config import Config
+from rag.errors import ArticleError
+from rag.records import Article
+from rag.sentences import split_sentences
+
+log = logging.getLogger(__name__)
+
+ARTICLE_SUFFIXES = frozenset({".txt", ".md"})
+
+_DATE_PREFIX = re.compile(r"\A\ufeff?\s*date\s+(\S+)[ \t]*")
+_MONTHS = "january february march april may june july august september october november december"
+_MONTH_NUMBER = {name: number for number, name in enumerate(_MONTHS.split(), start=1)}
+_DATELINE = re.compile(
+    r"(?P<month>[A-Za-z]+)\.? (?P<day>\d{1,2}), (?P<year>\d{4})(?:\s*[-–—,]\s*\d{1,2}:\d{2})?"
+)
+_PLACE_DATELINE = re.compile(r"\A[A-ZÀ-Ỹ][A-ZÀ-ỸĐ .,'’]*\s+[—–-]\s+")  # "HÀ NỘI — "
+_TERMINAL = tuple(".!?…\"”’")
+_MAX_HEADLINE_WORDS = 20
+_TITLE_CHARS = 100
+_DANGLING_WORDS = frozenset("a an and as at by for from in of on or the to with".split())
+
+
+@dataclass
+class LoadReport:
+    """What reading a set of paths gave: the articles, one message per file that failed, and
+    the files passed over for their extension."""
+
+    articles: list[Article] = field(default_factory=list)
+    failures: dict[Path, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def load_articles(paths: list[Path], config: Config) -> LoadReport:
+    """Read every article file under `paths` (files or folders); one bad file never stops the rest."""
+    report = LoadReport()
+    seen: dict[str, Path] = {}
+    for path in _article_files(paths, report):
+        try:
+            article = read_article(path, config)
+        except ArticleError as error:
+            report.failures[path] = str(error)
+            continue
+        if article.id in seen:
+            report.failures[path] = (
+                f"{path}: article id {article.id!r} is also used by {seen[article.id]}; "
+                "rename one of the files"
+            )
+            continue
+        seen[article.id] = path
+        report.articles.append(article)
+    return report
+
+
+def _article_files(paths: list[Path], report: LoadReport) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        elif path.exists():
+            candidates = [path]
+        else:
+            report.failures[path] = f"{path}: no such file or folder"
+            continue
+        for candidate in candidates:
+            if candidate.suffix.lower() in ARTICLE_SUFFIXES:
+                files.append(candidate)
+            else:
+                report.skipped.append(f"{candidate}: skipped, only .txt and .md files are read")
+    return files
+
+
+def read_article(path: Path, config: Config) -> Article:
+    """Read and parse one article file, or raise ArticleError naming the file and the problem."""
+    raw = _read_bytes(path, config.max_file_bytes)
+    text = decode_article_bytes(raw, path)
+    return parse_article(text, article_id=path.stem, source=path, content_hash=content_hash(raw))
+
+
+def content_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ArticleError(
+                f"{path}: file is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit "
+                "for an article (raise the limit with --max-file-mb)"
+            )
+        return path.read_bytes()
+    except OSError as error:
+        raise ArticleError(f"{path}: cannot be read ({error.strerror or error})") from error
+
+
+def decode_article_bytes(raw: bytes, path: Path) -> str:
+    """Decode as UTF-8, refusing empty, binary and mis-encoded files with a precise message."""
+    if not raw:
+        raise ArticleError(f"{path}: file is empty")
+    nul = raw.find(b"\x00")
+    if nul != -1:
+        raise ArticleError(
+            f"{path}: looks like a binary file (NUL byte at offset {nul}); "
+            "articles must be plain UTF-8 text"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ArticleError(
+            f"{path}: not valid UTF-8 at byte {error.start} (line {line}); "
+            "re-save the file as UTF-8"
+        ) from error
+    if not text.strip().lstrip("\ufeff").strip():
+        raise ArticleError(f"{path}: file holds only whitespace")
+    return text
+
+
+def parse_article(text: str, article_id: str, source: Path, content_hash: str) -> Article:
+    """Split decoded file text into metadata (date, title) and the body's start offset."""
+    date, position = _date_prefix(text, source)
+    boilerplate_end, headline, dateline_date = _header(text, position)
+    body_start = _skip_whitespace(text, boilerplate_end)
+    if body_start >= len(text):  # a lone short line is the article, not its headline
+        headline, body_start = None, _skip_whitespace(text, position)
+    if date and dateline_date and date != dateline_date:
+        log.warning("%s: date prefix %s disagrees with dateline %s; using the prefix",
+                    source, date, dateline_date)
+    title = headline or _title_from_first_sentence(text, body_start)
+    return Article(
+        id=article_id,
+        title=title,
+        date=date or dateline_date,
+        text=text,
+        body_start=body_start,
+        source=source,
+        content_hash=content_hash,
+    )
+
+
+def _date_prefix(text: str, source: Path) -> tuple[dt.date | None, int]:
+    match = _DATE_PREFIX.match(text)
+    if not match:
+        return None, 0
+    try:
+        return dt.date.fromisoformat(match.group(1)), match.end()
+    except ValueError:
+        raise ArticleError(
+            f"{source}: date prefix {match.group(1)!r} is not a date; write it as YYYY-MM-DD"
+        ) from None
+
+
+def _header(text: str, position: int) -> tuple[int, str | None, dt.date | None]:
+    """Scan the short unpunctuated lines at the top: boilerplate, then headline, then dateline.
+
+    Returns where the body may start, the headline (the last such line that is not a
+    dateline; the ones before it are site navigation), and the dateline's date.
+    """
+    headline: str | None = None
+    dateline_date: dt.date | None = None
+    header_end = position
+    for line_match in re.finditer(r"[^\n]*(?:\n|\Z)", text[position:]):
+        line = line_match.group().strip()
+        if not line:
+            if line_match.end() == line_match.start():
+                break
+            header_end = position + line_match.end()
+            continue
+        date = _parse_dateline(line)
+        if date:
+            dateline_date = date
+        elif line.endswith(_TERMINAL) or len(line.split()) > _MAX_HEADLINE_WORDS:
+            break
+        else:
+            headline = line
+        header_end = position + line_match.end()
+    if headline is None:
+        return position, None, dateline_date
+    return header_end, headline, dateline_date
+
+
+def _parse_dateline(line: str) -> dt.date | None:
+    match = _DATELINE.fullmatch(line)
+    if not match or match.group("month").lower() not in _MONTH_NUMBER:
+        return None
+    try:
+        return dt.date(int(match.group("year")), _MONTH_NUMBER[match.group("month").lower()],
+                       int(match.group("day")))
+    except ValueError:
+        return None
+
+
+def _title_from_first_sentence(text: str, body_start: int) -> str:
+    spans = split_sentences(text, body_start)
+    first = text[spans[0][0] : spans[0][1]] if spans else text[body_start:]
+    first = _PLACE_DATELINE.sub("", first.strip()).strip()
+    return shorten_title(first)
+
+
+def shorten_title(sentence: str, limit: int = _TITLE_CHARS) -> str:
+    """Cut a sentence to a title: at a clause boundary if one falls late enough, else at a word."""
+    sentence = " ".join(sentence.split()).rstrip(".")
+    if len(sentence) <= limit:
+        return sentence
+    clause_ends = [m.start() for m in re.finditer(r"[,;:]\s", sentence[: limit + 1])]
+    late_clauses = [end for end in clause_ends if end >= limit // 2]
+    if late_clauses:
+        return sentence[: late_clauses[-1]] + "…"
+    words = sentence[:limit].rsplit(" ", 1)[0].split()
+    while len(words) > 1 and words[-1].lower() in _DANGLING_WORDS:
+        words.pop()
+    return " ".join(words).rstrip(",;:") + "…"
+
+
+def _skip_whitespace(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position

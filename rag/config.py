@@ -1,0 +1,44 @@
+"""One frozen configuration, passed explicitly to every stage that needs it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rag.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings for reading, chunking and searching.
+
+    Chunk sizes are counted in the embedding model's own word pieces. `chunk_tokens` is the
+    target; no chunk exceeds what the model reads once its article's title is prepended.
+
+    >>> Config(chunk_tokens=128, overlap_sentences=1).chunk_tokens
+    128
+    """
+
+    chunk_tokens: int = 160
+    overlap_sentences: int = 1
+    max_file_bytes: int = 5_000_000
+    max_query_chars: int = 2_000
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.chunk_tokens <= 4096:
+            raise ConfigError(f"chunk_tokens must be between 16 and 4096, got {self.chunk_tokens!r}")
+        if not 0 <= self.overlap_sentences <= 5:
+            raise ConfigError(
+                f"overlap_sentences must be between 0 and 5, got {self.overlap_sentences!r}"
+            )
+        if self.max_file_bytes < 1:
+            raise ConfigError(f"max_file_bytes must be positive, got {self.max_file_bytes!r}")
+        if self.max_query_chars < 1:
+            raise ConfigError(f"max_query_chars must be positive, got {self.max_query_chars!r}")
+
+    def chunker_settings(self) -> dict[str, Any]:
+        """The settings an index depends on: a change to any of them needs a rebuild."""
+        return {"chunk_tokens": self.chunk_tokens, "overlap_sentences": self.overlap_sentences}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,33 @@
+"""Errors a user can act on. Each message says what was wrong and how to fix it."""
+
+
+class RagError(Exception):
+    """Base for every error the CLI and UI show to a person as one line."""
+
+
+class ArticleError(RagError):
+    """An article file cannot be read or is not a usable article."""
+
+
+class IndexNotFoundError(RagError):
+    """No index exists at the given directory."""
+
+
+class IndexMismatchError(RagError):
+    """The index was built with settings that differ from the current configuration."""
+
+
+class IndexCorruptError(RagError):
+    """A file of the index is missing or damaged."""
+
+
+class IndexBusyError(RagError):
+    """Another process holds the index's write lock."""
+
+
+class ConfigError(RagError, ValueError):
+    """A configuration value is out of range."""
+
+
+class QueryError(RagError, ValueError):
+    """A question or search query cannot be used as given."""

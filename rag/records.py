@@ -1,0 +1,90 @@
+"""The frozen records passed between pipeline stages: an article, a chunk of it, a search hit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article file, parsed.
+
+    `text` is the whole file exactly as decoded, so every offset in the project points into
+    it; `body_start` is where the article proper begins (after a date prefix and site
+    boilerplate), which is metadata the chunker skips.
+    """
+
+    id: str
+    title: str
+    date: dt.date | None
+    text: str
+    body_start: int
+    source: Path
+    content_hash: str
+
+    @property
+    def body(self) -> str:
+        return self.text[self.body_start :]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole sentences of one article. Invariant: `article.text[start:end] == text`."""
+
+    chunk_id: str
+    article_id: str
+    start: int
+    end: int
+    text: str
+    title: str
+    date: dt.date | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id,
+            "article_id": self.article_id,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "title": self.title,
+            "date": self.date.isoformat() if self.date else None,
+        }
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> Chunk:
+        date = dt.date.fromisoformat(row["date"]) if row["date"] else None
+        return cls(
+            chunk_id=row["chunk_id"],
+            article_id=row["article_id"],
+            start=row["start"],
+            end=row["end"],
+            text=row["text"],
+            title=row["title"],
+            date=date,
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk returned by a search, with its score (higher is better) and 1-based rank."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+
+    def to_json(self) -> dict[str, Any]:
+        row = self.chunk.to_json()
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "article_id": row["article_id"],
+            "title": row["title"],
+            "date": row["date"],
+            "chunk_id": row["chunk_id"],
+            "text": row["text"],
+            "start": row["start"],
+            "end": row["end"],
+        }

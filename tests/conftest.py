@@ -1,0 +1,65 @@
+"""Shared fixtures: the seed articles, a fast deterministic embedder, and the real model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from rag import HashingEmbedder, SentenceTransformerEmbedder, build_index  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+class CountingEmbedder(HashingEmbedder):
+    """The hashing fake, recording every text it is asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.embedded.extend(texts)
+        return super().embed(texts)
+
+
+@pytest.fixture
+def seeds_copy(tmp_path: Path) -> Path:
+    """A private copy of the seed folder that a test may change."""
+    folder = tmp_path / "seeds"
+    shutil.copytree(SEEDS, folder)
+    return folder
+
+
+@pytest.fixture
+def embedder() -> CountingEmbedder:
+    return CountingEmbedder()
+
+
+@pytest.fixture
+def fake_index(tmp_path: Path, seeds_copy: Path, embedder: CountingEmbedder) -> Path:
+    """An index of the seeds built with the counting fake; returns its directory."""
+    path = tmp_path / "index"
+    build_index([seeds_copy], path, embedder=embedder)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder) -> Path:
+    """An index of the seeds built with the packaged MiniLM, shared by the model tests."""
+    path = tmp_path_factory.mktemp("real") / "index"
+    build_index([SEEDS], path, embedder=real_embedder)
+    return path

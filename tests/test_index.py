@@ -1,0 +1,319 @@
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from filelock import FileLock
+
+from rag import (
+    Config,
+    HashingEmbedder,
+    Index,
+    IndexBusyError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    QueryError,
+    build_index,
+)
+from rag.chunking import text_for_embedding
+from rag.store import current_snapshot_dir
+
+from conftest import CountingEmbedder
+
+NEW_ARTICLE = (
+    " date 2026-05-01 HÀ NỘI — The shipyard at Hai Phong launched a new patrol vessel on Friday.\n\n"
+    "The vessel was designed by the Hai Phong naval engineering institute. It carries a crew of 40.\n"
+)
+
+
+def open_index(path: Path, embedder=None) -> Index:
+    return Index.open(path, embedder=embedder or HashingEmbedder())
+
+
+def hit_keys(hits):
+    return [(h.chunk.chunk_id, round(h.score, 5)) for h in hits]
+
+
+def test_build_reports_and_indexes_every_seed(fake_index, embedder):
+    index = open_index(fake_index)
+    assert [a.id for a in index.articles()] == sorted(p.stem for p in Path("seeds").glob("*.txt"))
+    assert index.manifest["counts"]["chunks"] == len(embedder.embedded)
+    assert all(a.chunks > 0 for a in index.articles())
+
+
+def test_save_then_load_gives_identical_results(fake_index):
+    first = open_index(fake_index)
+    second = open_index(fake_index)
+    for query in ["defence industry ships", "Hoa Lac meeting", "Resolution 57"]:
+        assert hit_keys(first.search(query, k=10)) == hit_keys(second.search(query, k=10))
+
+
+def test_faiss_agrees_with_brute_force_numpy(fake_index):
+    index = open_index(fake_index)
+    chunks = list(index._snapshot.chunk_by_faiss_id.values())
+    embedder = HashingEmbedder()
+    matrix = embedder.embed([text_for_embedding(c) for c in chunks])
+    for query in ["General Department of Defence Industry ships", "Viettel leaders", "cyberspace sovereignty"]:
+        scores = matrix @ embedder.embed([query])[0]
+        order = np.argsort(-scores, kind="stable")[:8]
+        hits = index.search(query, k=8)
+        np.testing.assert_allclose([h.score for h in hits], scores[order], rtol=1e-5, atol=1e-6)
+        assert {h.chunk.chunk_id for h in hits if h.score > scores[order][-1] + 1e-6} <= {
+            chunks[i].chunk_id for i in order}
+
+
+def test_hits_carry_rank_and_offsets_into_the_file(fake_index, seeds_copy):
+    for hit in open_index(fake_index).search("bicycle parts and oil stoves", k=5):
+        text = (seeds_copy / f"{hit.chunk.article_id}.txt").read_bytes().decode("utf-8")
+        assert text[hit.chunk.start : hit.chunk.end] == hit.chunk.text
+    assert [h.rank for h in open_index(fake_index).search("ships", k=4)] == [1, 2, 3, 4]
+
+
+def test_adding_an_article_embeds_only_its_chunks(fake_index, seeds_copy, embedder):
+    embedder.embedded.clear()
+    (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
+    report = build_index([seeds_copy], fake_index, embedder=embedder)
+    assert report.added == ["005_new"] and len(report.unchanged) == 5
+    assert embedder.embedded and all("Hai Phong" in text or "patrol vessel" in text for text in embedder.embedded)
+    assert open_index(fake_index).search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "005_new"
+
+
+def test_adding_one_article_to_thousands_embeds_only_it(tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(2000):
+        (folder / f"a{number:04d}.txt").write_text(f"Report number {number} on topic {number % 37}. It ends here.")
+    embedder = CountingEmbedder()
+    build_index([folder], tmp_path / "index", embedder=embedder)
+    assert len(embedder.embedded) == 2000
+    embedder.embedded.clear()
+    (folder / "new.txt").write_text(NEW_ARTICLE)
+    report = build_index([folder], tmp_path / "index", embedder=embedder)
+    assert report.added == ["new"] and len(report.unchanged) == 2000
+    assert len(embedder.embedded) == report.chunks_embedded == 1
+
+
+def test_changed_article_is_replaced_and_removed_article_deleted(fake_index, seeds_copy, embedder):
+    changed = seeds_copy / "003_62729c1e8f798b4f.txt"
+    changed.write_text(changed.read_text(encoding="utf-8") + "\nA lighthouse keeper in Quang Ninh joined late.\n",
+                       encoding="utf-8")
+    (seeds_copy / "004_0ad313e58527b596.txt").unlink()
+    embedder.embedded.clear()
+    report = build_index([seeds_copy], fake_index, embedder=embedder)
+    assert report.updated == ["003_62729c1e8f798b4f"]
+    assert report.removed == ["004_0ad313e58527b596"]
+    assert sorted(report.unchanged) == ["000_74a00811c9a9f887", "001_b4864911fd882270", "002_2158886989b67df7"]
+    assert all("Hoa Lac" in t or "Pham Minh Chinh" in t for t in embedder.embedded)
+    index = open_index(fake_index)
+    article_ids = {c.article_id for c in index._snapshot.chunk_by_faiss_id.values()}
+    assert "004_0ad313e58527b596" not in article_ids
+    assert index._snapshot.vectors.ntotal == index.manifest["counts"]["chunks"]
+    assert index.search("lighthouse keeper Quang Ninh", k=1)[0].chunk.article_id == "003_62729c1e8f798b4f"
+
+
+def test_unchanged_sources_write_nothing(fake_index, seeds_copy, embedder):
+    before = current_snapshot_dir(fake_index)
+    report = build_index([seeds_copy], fake_index, embedder=embedder)
+    assert not report.changed and current_snapshot_dir(fake_index) == before
+
+
+def test_indexing_one_file_keeps_the_other_articles(fake_index, tmp_path, embedder):
+    extra = tmp_path / "extra.txt"
+    extra.write_text(NEW_ARTICLE)
+    report = build_index([extra], fake_index, embedder=embedder)
+    assert report.added == ["extra"] and report.removed == []
+    assert len(open_index(fake_index).articles()) == 6
+
+
+def test_a_file_that_turns_bad_keeps_its_indexed_version(fake_index, seeds_copy, embedder):
+    (seeds_copy / "001_b4864911fd882270.txt").write_bytes(b"\x00\x01binary")
+    report = build_index([seeds_copy], fake_index, embedder=embedder)
+    assert len(report.failed) == 1 and "looks like a binary file" in report.failed[0]
+    assert report.removed == []
+    assert "001_b4864911fd882270" in [a.id for a in open_index(fake_index).articles()]
+
+
+def test_rebuild_starts_from_scratch(fake_index, seeds_copy, embedder):
+    embedder.embedded.clear()
+    report = build_index([seeds_copy], fake_index, embedder=embedder, rebuild=True)
+    assert len(report.added) == 5 and len(embedder.embedded) == open_index(fake_index).manifest["counts"]["chunks"]
+
+
+class ExplodingEmbedder(HashingEmbedder):
+    """Fails on the n-th call to embed, as a crash in the middle of a rebuild."""
+
+    def __init__(self, fail_on_call: int, error: BaseException) -> None:
+        super().__init__()
+        self.calls, self.fail_on_call, self.error = 0, fail_on_call, error
+
+    def embed(self, texts):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise self.error
+        return super().embed(texts)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("encoder crashed"), KeyboardInterrupt()])
+def test_a_rebuild_that_fails_halfway_leaves_the_old_index_answering(fake_index, seeds_copy, error):
+    before = hit_keys(open_index(fake_index).search("defence industry", k=5))
+    for number in range(3):
+        (seeds_copy / f"10{number}.txt").write_text(NEW_ARTICLE.replace("40", str(number)) * 100)
+    with pytest.raises(type(error)):
+        build_index([seeds_copy], fake_index, embedder=ExplodingEmbedder(2, error), rebuild=True)
+    index = open_index(fake_index)
+    assert len(index.articles()) == 5
+    assert hit_keys(index.search("defence industry", k=5)) == before
+
+
+def test_a_crash_while_writing_leaves_the_old_index(fake_index, seeds_copy, embedder, monkeypatch):
+    (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE)
+
+    def write_then_fail(*args):
+        Path(args[1]).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(faiss, "write_index", write_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        build_index([seeds_copy], fake_index, embedder=embedder)
+    monkeypatch.undo()
+    assert len(open_index(fake_index).articles()) == 5
+    assert not list((fake_index / "versions").glob(".staging-*"))
+    assert build_index([seeds_copy], fake_index, embedder=embedder).added == ["005_new"]
+
+
+def test_a_second_rebuild_waits_then_fails_with_a_message(fake_index, seeds_copy):
+    with FileLock(str(fake_index / "write.lock")):
+        with pytest.raises(IndexBusyError, match="another process is updating the index at .*wait for it"):
+            build_index([seeds_copy], fake_index, embedder=HashingEmbedder(), lock_timeout=0.2)
+
+
+def test_two_concurrent_rebuilds_both_complete_one_after_the_other(fake_index, seeds_copy):
+    (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE)
+    reports, errors = [], []
+
+    def run():
+        try:
+            reports.append(build_index([seeds_copy], fake_index, embedder=HashingEmbedder(), rebuild=True))
+        except Exception as error:  # noqa: BLE001 - collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(reports) == 2
+    assert len(open_index(fake_index).articles()) == 6
+
+
+class BlockingEmbedder(HashingEmbedder):
+    """Embeds only after `release` is set, so a test can act while a rebuild is running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def embed(self, texts):
+        self.started.set()
+        assert self.release.wait(10)
+        return super().embed(texts)
+
+
+def test_readers_keep_working_while_a_rebuild_runs(fake_index, seeds_copy):
+    reader = open_index(fake_index)
+    before = hit_keys(reader.search("defence", k=3))
+    (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE)
+    slow = BlockingEmbedder()
+    thread = threading.Thread(target=build_index, args=([seeds_copy], fake_index), kwargs={"embedder": slow})
+    thread.start()
+    assert slow.started.wait(10)
+    assert hit_keys(reader.search("defence", k=3)) == before
+    assert len(open_index(fake_index).articles()) == 5  # a new reader sees the old snapshot
+    slow.release.set()
+    thread.join()
+    assert hit_keys(reader.search("defence", k=3)) == before  # opened readers keep their snapshot
+    assert len(open_index(fake_index).articles()) == 6
+
+
+def test_update_swaps_the_new_snapshot_in(fake_index, seeds_copy):
+    index = open_index(fake_index)
+    (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE)
+    report = index.update([seeds_copy])
+    assert report.added == ["005_new"]
+    assert index.search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "005_new"
+
+
+def test_missing_index_says_how_to_build_it(tmp_path):
+    with pytest.raises(IndexNotFoundError, match=r"no index at .*: build it with `rag index --index"):
+        open_index(tmp_path / "nowhere")
+
+
+def test_other_model_is_refused_with_the_fix(fake_index):
+    with pytest.raises(IndexMismatchError) as caught:
+        open_index(fake_index, embedder=HashingEmbedder(dim=32))
+    message = str(caught.value)
+    assert "built with model hashing-fake-64 (64 dims); this configuration uses hashing-fake-32 (32 dims)" in message
+    assert "rag index --rebuild" in message
+
+
+def test_other_chunker_settings_are_refused(fake_index):
+    with pytest.raises(IndexMismatchError, match=r"chunker settings .*'chunk_tokens': 160.*'chunk_tokens': 100.*--rebuild"):
+        Index.open(fake_index, embedder=HashingEmbedder(), config=Config(chunk_tokens=100))
+
+
+def test_incremental_update_refuses_another_model_but_rebuild_accepts_it(fake_index, seeds_copy):
+    with pytest.raises(IndexMismatchError):
+        build_index([seeds_copy], fake_index, embedder=HashingEmbedder(dim=32))
+    assert build_index([seeds_copy], fake_index, embedder=HashingEmbedder(dim=32), rebuild=True).added
+
+
+def test_unknown_format_version_is_refused(fake_index):
+    manifest_path = current_snapshot_dir(fake_index) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 99
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match=r"format version 99; this version of rag reads format 1: rebuild"):
+        open_index(fake_index)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "chunks.faiss").unlink(), r"vector file .*chunks.faiss is missing or damaged"),
+        (lambda d: (d / "chunks.faiss").write_bytes(b"garbage"), r"vector file .*chunks.faiss is missing or damaged"),
+        (lambda d: (d / "chunks.jsonl").write_text("{not json"), r"chunk store .*chunks.jsonl is missing or damaged"),
+        (lambda d: (d / "manifest.json").unlink(), r"index manifest .*manifest.json is missing or damaged"),
+        (lambda d: (d / "chunks.jsonl").write_text(""), r"is inconsistent: \d+ vectors, 0 stored chunks"),
+        (lambda d: shutil.rmtree(d), r"points to a missing snapshot"),
+    ],
+)
+def test_damaged_files_give_a_clear_error(fake_index, damage, message):
+    damage(current_snapshot_dir(fake_index))
+    with pytest.raises(IndexCorruptError, match=message):
+        open_index(fake_index)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("", "the question is empty"), ("   \n", "the question is empty"),
+     ("x" * 10_000, "the question is 10000 characters long; the limit is 2000")],
+)
+def test_bad_queries_are_refused(fake_index, query, message):
+    with pytest.raises(QueryError, match=message):
+        open_index(fake_index).search(query)
+
+
+def test_k_out_of_range_is_refused(fake_index):
+    with pytest.raises(QueryError, match="k must be between 1 and 1000, got 0"):
+        open_index(fake_index).search("ships", k=0)
+
+
+def test_old_snapshots_are_pruned(fake_index, seeds_copy):
+    for number in range(5):
+        (seeds_copy / f"x{number}.txt").write_text(f"Article {number} about things.")
+        build_index([seeds_copy], fake_index, embedder=HashingEmbedder())
+    assert len([p for p in (fake_index / "versions").iterdir()]) == 3

@@ -1,0 +1,52 @@
+"""End to end on the packaged all-MiniLM-L6-v2: the figures users see."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag import Index
+from rag.evaluation import evaluate_qa, load_questions
+
+from conftest import DATA, ROOT, SEEDS
+
+pytestmark = pytest.mark.model
+
+
+def test_ships_question_ranks_the_passage_of_004_first(real_index, real_embedder):
+    hits = Index.open(real_index, embedder=real_embedder).search(
+        "How many ships has the General Department of Defence Industry built?", k=5)
+    assert hits[0].chunk.article_id == "004_0ad313e58527b596"
+    assert "nearly 140 ships" in hits[0].chunk.text
+
+
+def test_dense_recall_at_5_on_the_dev_questions(real_index, real_embedder):
+    results = evaluate_qa(Index.open(real_index, embedder=real_embedder), load_questions(DATA / "seeds_dev.jsonl"))
+    assert results["questions"] == 19
+    assert results["recall@5"] >= 0.9
+
+
+def rag_cli(*args, cwd=ROOT):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def test_cli_end_to_end_with_the_real_model(tmp_path):
+    index_dir = str(tmp_path / "index")
+    built = rag_cli("index", "--seeds", str(SEEDS), "--index", index_dir)
+    assert built.returncode == 0, built.stderr
+    assert "5 added" in built.stdout
+    searched = rag_cli("search", "How many ships has the General Department of Defence Industry built?",
+                       "--index", index_dir, "--json")
+    assert searched.returncode == 0, searched.stderr
+    top = json.loads(searched.stdout)["hits"][0]
+    assert top["article_id"] == "004_0ad313e58527b596" and "nearly 140 ships" in top["text"]
+    evaluated = rag_cli("eval", "--qa", str(DATA / "seeds_dev.jsonl"), "--index", index_dir, "--json")
+    assert json.loads(evaluated.stdout)["recall@5"] >= 0.9
+    missing = rag_cli("info", "--index", str(tmp_path / "missing"))
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no index at")
+    assert "Traceback" not in missing.stderr

@@ -1,0 +1,1 @@
+"""The Gradio web page, a thin shell over the `rag` public API."""
