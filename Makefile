@@ -9,16 +9,19 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup serve index test test-fast clean
+.PHONY: setup browser serve index test test-fast clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 serve: setup
 	$(BIN)/rag serve
@@ -26,11 +29,11 @@ serve: setup
 index: setup
 	$(BIN)/rag index
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not model"
+	$(BIN)/python -m pytest -m "not model and not browser"
 
 clean:
 	rm -rf $(VENV) index

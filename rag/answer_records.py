@@ -1,0 +1,113 @@
+"""The answer record: what `Index.ask` returns, JSON-serialisable for the CLI, UI and scripts.
+
+Invariant of every citation: `article_file_text[start:end] == quote`, and the quote lies
+inside its passage: `passage[start - passage_start : end - passage_start] == quote`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AnswerMode = Literal["extractive", "llm"]
+
+
+def _iso(date: dt.date | None) -> str | None:
+    return date.isoformat() if date else None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One numbered source: the quoted sentence and the passage (chunk) it was taken from."""
+
+    n: int
+    article_id: str
+    title: str
+    date: dt.date | None
+    chunk_id: str
+    quote: str
+    start: int
+    end: int
+    passage: str
+    passage_start: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "article_id": self.article_id,
+            "title": self.title,
+            "date": _iso(self.date),
+            "chunk_id": self.chunk_id,
+            "quote": self.quote,
+            "start": self.start,
+            "end": self.end,
+            "passage": self.passage,
+            "passage_start": self.passage_start,
+        }
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    """A sentence of the answer, the citation numbers backing it, and whether they do."""
+
+    text: str
+    citations: tuple[int, ...]
+    supported: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "citations": list(self.citations), "supported": self.supported}
+
+
+@dataclass(frozen=True)
+class RelatedPassage:
+    """A passage shown as further reading (not as support), e.g. when the tool abstains."""
+
+    article_id: str
+    title: str
+    date: dt.date | None
+    chunk_id: str
+    text: str
+    start: int
+    end: int
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "article_id": self.article_id,
+            "title": self.title,
+            "date": _iso(self.date),
+            "chunk_id": self.chunk_id,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "score": round(self.score, 6),
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer with inline [n] markers, its citations, or an abstention with related reading."""
+
+    question: str
+    answer: str
+    abstained: bool
+    mode: AnswerMode
+    sentences: tuple[AnswerSentence, ...] = ()
+    citations: tuple[Citation, ...] = ()
+    related: tuple[RelatedPassage, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    notice: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "mode": self.mode,
+            "sentences": [sentence.to_json() for sentence in self.sentences],
+            "citations": [citation.to_json() for citation in self.citations],
+            "related": [passage.to_json() for passage in self.related],
+            "timings": {name: round(ms, 2) for name, ms in self.timings.items()},
+            "notice": self.notice,
+        }
