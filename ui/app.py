@@ -1,46 +1,220 @@
-"""The web page: a question box over `Index.search`. Imports only the public API of `rag`."""
+"""The web page: ask the articles, read the cited sources, add articles and rebuild.
+
+A thin shell over the public API of `rag`. `serve()` is what `rag serve` calls.
+"""
 
 from __future__ import annotations
 
-import html
+import ipaddress
+import logging
 import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from rag import Index, RagError
+from ui.api import ASK_CONCURRENCY, register_api
+from ui.render import render_conversation, render_error, render_index, render_turn, render_update
+from ui.workspace import Progress, Workspace
+
+log = logging.getLogger(__name__)
+
+STYLE = Path(__file__).with_name("style.css")
+POLL_SECONDS = 5.0
+"""How often an open page checks whether another session or client rebuilt the index."""
+
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("003_62729c1e8f798b4f", "Which officials attended the March 15 meeting at Hoa Lac?"),
+    ("004_0ad313e58527b596", "What title did To Lam present to the General Department of Defence Industry?"),
+    ("000_74a00811c9a9f887", "Which kinds of sovereignty must be firmly safeguarded?"),
+    ("002_2158886989b67df7", "Which resolution is about developing the defence industry until 2030?"),
+)
+"""Example questions about the seed articles, each shown only when the index holds its article."""
+
+_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
 
-def render_hits(index: Index, question: str) -> str:
-    """Search and render the ranked passages as HTML, or the error as one short line."""
-    try:
-        hits = index.search(question, k=5)
-    except RagError as error:
-        return f"<p class='error'>{html.escape(str(error))}</p>"
-    if not hits:
-        return "<p>The index holds no passages.</p>"
-    rows = []
-    for hit in hits:
-        chunk = hit.chunk
-        date = chunk.date.isoformat() if chunk.date else "date unknown"
-        rows.append(
-            f"<li><b>[{hit.rank}] {html.escape(chunk.title)}</b> ({date}, {chunk.article_id})"
-            f"<br>{html.escape(chunk.text)}</li>"
-        )
-    return "<ol>" + "".join(rows) + "</ol>"
+class Handlers:
+    """The page's event handlers: form values in, HTML and component updates out."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+
+    def ask(self, question: str, date_from: str | None, date_to: str | None, include_undated: bool,
+            articles: list[str] | None, k: float, mode: str,
+            turns: list[str]) -> tuple[str, Any, Any]:
+        """Answer afresh and put the new turn on top; a user error shows above the earlier turns."""
+        try:
+            answer = self.workspace.ask(question, k=int(k), date_from=date_from, date_to=date_to,
+                                        articles=articles, mode=mode, include_undated=include_undated)
+        except RagError as error:
+            return render_error(str(error)) + render_conversation(turns), gr.skip(), gr.skip()
+        turns = [*turns, render_turn(answer, turn=len(turns) + 1)]
+        return render_conversation(turns), turns, ""
+
+    def add_files(self, files: list[str] | None,
+                  progress: gr.Progress = gr.Progress()) -> tuple[str, str, None]:
+        outcome = self.workspace.add_files(files or [], _embedding_progress(progress))
+        return render_update(outcome.intake, outcome.report, outcome.message), self.index_html(), None
+
+    def rebuild(self, progress: gr.Progress = gr.Progress()) -> tuple[str, str]:
+        outcome = self.workspace.rebuild(_embedding_progress(progress))
+        return render_update(outcome.intake, outcome.report, outcome.message), self.index_html()
+
+    def load(self) -> tuple[str, Any, str]:
+        """A page opened now shows the index as it is now, not as it was at start-up."""
+        return self.index_html(), gr.Dropdown(choices=self.article_choices()), self.workspace.version()
+
+    def refresh(self, seen: str) -> tuple[Any, Any]:
+        """After this page's rebuild: the article choices, and the version now shown."""
+        current = self.workspace.version()
+        if current == seen:
+            return gr.skip(), gr.skip()
+        return gr.Dropdown(choices=self.article_choices()), current
+
+    def poll(self, seen: str) -> tuple[Any, Any, Any, Any]:
+        """When another page or an API client rebuilt the index: refresh, and say so."""
+        current = self.workspace.version()
+        if current == seen:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        count = self.workspace.index.manifest["counts"]["articles"]
+        notice = render_update((), None, f"The index was updated: questions are now answered from "
+                                         f"{count} articles.")
+        return notice, self.index_html(), *self.refresh(seen)
+
+    def article_choices(self) -> list[tuple[str, str]]:
+        return [(f"{article.title} ({article.id})", article.id)
+                for article in self.workspace.index.articles()]
+
+    def examples(self) -> list[str]:
+        held = {article.id for article in self.workspace.index.articles()}
+        return [question for article_id, question in EXAMPLES if article_id in held]
+
+    def index_html(self) -> str:
+        return render_index(self.workspace.index.info(), self.workspace.index.articles())
 
 
-def build_app(index: Index) -> gr.Blocks:
-    with gr.Blocks(title="News Q&A", analytics_enabled=False) as app:
-        gr.Markdown("# Ask the articles")
-        question = gr.Textbox(label="Question", placeholder="Ask about the indexed articles")
-        ask = gr.Button("Ask", variant="primary")
-        answer = gr.HTML()
-        question.submit(lambda q: render_hits(index, q), question, answer, api_name="search")
-        ask.click(lambda q: render_hits(index, q), question, answer, api_visibility="private")
+def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
+    """The page over `index`, adding uploaded articles to `seeds_dir`."""
+    workspace = Workspace(index, seeds_dir)
+    handlers = Handlers(workspace)
+    with gr.Blocks(title="Ask the articles", analytics_enabled=False) as app:
+        register_api(workspace)  # first, so that the page's private events do not take its names
+        turns = gr.State([])
+        seen_version = gr.State("")
+        gr.Markdown("# Ask the articles\nAnswers quote the indexed news articles and cite them; "
+                    "click a marker such as [1] to see its source.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=300):
+                with gr.Row(equal_height=True, elem_id="ask-row"):
+                    question = gr.Textbox(label="Question", show_label=False, container=False,
+                                          placeholder="Ask a question about the indexed articles",
+                                          lines=1, max_lines=4, scale=5, min_width=200,
+                                          elem_id="question")
+                    ask_button = gr.Button("Ask", variant="primary", scale=0, min_width=80, elem_id="ask")
+                examples = handlers.examples()
+                with gr.Row(elem_id="examples"):
+                    example_buttons = [gr.Button(text, size="sm", variant="secondary", min_width=160)
+                                       for text in examples]
+                with gr.Accordion("Filters", open=False, elem_id="filters"):
+                    with gr.Row():
+                        date_from = gr.DateTime(label="From", include_time=False, type="string",
+                                                min_width=140, elem_id="date-from")
+                        date_to = gr.DateTime(label="To", include_time=False, type="string",
+                                              min_width=140, elem_id="date-to")
+                    include_undated = gr.Checkbox(label="With a date range, also search undated articles")
+                    articles = gr.Dropdown(choices=[], value=[], multiselect=True,
+                                           label="Search only these articles (all when empty)",
+                                           elem_id="article-filter")
+                    with gr.Row():
+                        k = gr.Slider(1, 20, value=5, step=1, label="Passages to retrieve", min_width=200)
+                        mode = gr.Radio([("Extractive: quotes from the articles", "extractive"),
+                                         ("LLM: written by a model, checked against the sources", "llm")],
+                                        value="extractive", label="Answer mode",
+                                        visible=workspace.llm_available)
+                conversation = gr.HTML(render_conversation([]), elem_id="conversation")
+            with gr.Column(scale=2, min_width=300, elem_id="index-column"):
+                gr.Markdown("## Index")
+                index_panel = gr.HTML(elem_id="index-panel")
+                files = gr.File(label="Add articles (.txt or .md)", file_count="multiple",
+                                file_types=[".txt", ".md"], elem_id="upload")
+                rebuild_button = gr.Button("Rebuild from the articles folder", elem_id="rebuild")
+                rebuild_status = gr.HTML(elem_id="rebuild-status")
+        timer = gr.Timer(POLL_SECONDS)
+
+        ask_inputs = [question, date_from, date_to, include_undated, articles, k, mode, turns]
+        ask_outputs = [conversation, turns, question]
+        ask_options: dict[str, Any] = dict(api_visibility="private", concurrency_id="ask",
+                                           concurrency_limit=ASK_CONCURRENCY, show_progress="minimal")
+        gr.on([question.submit, ask_button.click], handlers.ask, ask_inputs, ask_outputs, **ask_options)
+        for button, text in zip(example_buttons, examples, strict=True):
+            button.click(lambda text=text: text, None, question, api_visibility="private", queue=False).then(
+                handlers.ask, ask_inputs, ask_outputs, **ask_options)
+
+        rebuild_options: dict[str, Any] = dict(api_visibility="private", concurrency_id="rebuild",
+                                               concurrency_limit=1, show_progress_on=files)
+        refresh_options: dict[str, Any] = dict(api_visibility="private", show_progress="hidden",
+                                               concurrency_limit=None)
+        files.upload(handlers.add_files, files, [rebuild_status, index_panel, files],
+                     **rebuild_options).then(handlers.refresh, seen_version, [articles, seen_version],
+                                             **refresh_options)
+        rebuild_button.click(handlers.rebuild, None, [rebuild_status, index_panel],
+                             **rebuild_options).then(handlers.refresh, seen_version, [articles, seen_version],
+                                                     **refresh_options)
+        timer.tick(handlers.poll, seen_version, [rebuild_status, index_panel, articles, seen_version],
+                   **refresh_options)
+        app.load(handlers.load, None, [index_panel, articles, seen_version], **refresh_options)
     return app
 
 
-def serve(index: Index, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Serve the page until interrupted."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    build_app(index).launch(server_name=host, server_port=port, show_error=False)
+def serve(index: Index, seeds_dir: Path, host: str = "127.0.0.1", port: int = 7860,
+          insecure: bool = False) -> None:
+    """Serve the page until interrupted. Off loopback, a login is required unless `insecure`."""
+    auth = login_for(host, insecure, os.environ)
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    build_app(index, seeds_dir).queue().launch(
+        server_name=host, server_port=port, auth=auth, share=False, show_error=False,
+        footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,
+        ssr_mode=False, max_file_size=index.config.max_file_bytes, css_paths=STYLE,
+    )
+
+
+def login_for(host: str, insecure: bool, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The (user, password) Gradio asks for, from RAG_UI_USER and RAG_UI_PASSWORD.
+
+    Loopback needs none. Any other address needs both, unless `insecure` (then a warning):
+    the page answers questions and writes uploaded files into the articles folder.
+    """
+    user, password = environ.get("RAG_UI_USER", ""), environ.get("RAG_UI_PASSWORD", "")
+    if bool(user) != bool(password):
+        raise RagError("set both RAG_UI_USER and RAG_UI_PASSWORD to require a login, or neither")
+    if user:
+        return user, password
+    if is_loopback(host):
+        return None
+    if insecure:
+        log.warning("serving on %s without a login (--insecure): anyone who can reach this address "
+                    "can ask questions and add articles", host)
+        return None
+    raise RagError(
+        f"serving on {host} makes the page reachable from other machines: set RAG_UI_USER and "
+        "RAG_UI_PASSWORD to require a login, or pass --insecure to serve without one"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _embedding_progress(progress: gr.Progress) -> Progress:
+    def report(done: int, total: int) -> None:
+        progress((done, total), desc="Rebuilding: embedding the new text", unit="texts")
+
+    return report

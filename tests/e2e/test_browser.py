@@ -1,0 +1,245 @@
+"""The web page in headless Chromium (Debian's `chromium`, driven by Playwright) over a live server.
+
+One server for the module: a copy of the seeds indexed with the packaged model, on a free
+loopback port. Screenshots go to test-artifacts/ (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from gradio_client import Client, handle_file
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ABSTENTION = "The indexed articles do not answer this."
+HOA_LAC_ARTICLE = "003_62729c1e8f798b4f"
+NEW_ARTICLE = """ date 2026-04-02 HÀ NỘI — The Lotus Orchestra opened a concert hall in Đà Nẵng
+on Thursday.
+
+The Lotus Orchestra's concert hall in Đà Nẵng has 1,250 seats and a pipe organ built in Lyon.
+
+Conductor Nguyễn Thị Mai said the first season would include twelve concerts.
+"""
+
+
+# What `rag serve --index I --seeds S --port P` does (the CLI does not pass the seeds folder yet).
+SERVE = """
+import sys
+from pathlib import Path
+from rag import Index, build_index
+from ui.app import serve
+index, seeds, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+build_index([seeds], index)
+serve(Index.open(index), seeds_dir=seeds, port=port)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"`rag serve` exited with status {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"the page did not come up at {url} within {timeout:.0f} s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("browser") / "seeds"
+    shutil.copytree(ROOT / "seeds", folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def url(seeds: Path) -> Iterator[str]:
+    """`rag serve` on a free loopback port, building the index of the seeds copy first."""
+    port = free_port()
+    log = seeds.parent / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    command = [sys.executable, "-c", SERVE, str(seeds.parent / "index"), str(seeds), str(port)]
+    with log.open("wb") as output:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    address = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_up(address, server, log)
+        yield address
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, url: str) -> Iterator[Page]:
+    """A fresh session on a desktop-sized window; fails the test if the page reaches off the machine."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda request: outside.append(request.url)
+            if urlparse(request.url).hostname not in (None, "127.0.0.1") else None)
+    page.goto(url)
+    expect(page.locator("#index-panel table.articles")).to_be_visible()
+    yield page
+    context.close()
+    assert outside == [], f"the page fetched from outside the machine: {outside}"
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def ask(page: Page, question: str) -> None:
+    """Type the question and press Enter; wait for its turn at the top of the conversation."""
+    box = page.locator("#question textarea")
+    box.fill(question)
+    box.press("Enter")
+    expect(page.locator("#conversation .turn").first.locator(".question")).to_contain_text(question)
+
+
+def file_text(folder: Path, article_id: str) -> str:
+    [path] = [path for path in folder.iterdir() if path.stem == article_id]
+    return path.read_bytes().decode("utf-8")
+
+
+def test_answer_cites_and_highlights_the_quote_from_the_file(page: Page, seeds: Path) -> None:
+    ask(page, "Which officials attended the March 15 meeting at Hoa Lac?")
+    turn = page.locator("#conversation .turn").first
+
+    expect(turn.locator(".answer")).to_contain_text(re.compile(r"\S.*\[1\]"))
+    sources = turn.locator(".sources li.source")
+    cited = sources.evaluate_all("items => items.map(item => item.dataset.articleId)")
+    assert HOA_LAC_ARTICLE in cited
+    titles = sources.locator(".title").all_inner_texts()
+    assert any(title.startswith("On the afternoon of March 15, at Hoa Lac") for title in titles)
+    quotes = turn.locator(".sources mark").evaluate_all(
+        "marks => marks.map(m => [m.dataset.n, +m.dataset.start, +m.dataset.end, m.textContent,"
+        " m.closest('li').dataset.articleId])")
+    assert quotes
+    for _, start, end, quote, article_id in quotes:
+        assert quote and file_text(seeds, article_id)[start:end] == quote
+
+    marker = turn.locator("a.marker").first
+    n = marker.inner_text().strip("[]")
+    marker.click()
+    expect(page).to_have_url(re.compile(rf"#turn-1-source-{n}$"))
+    expect(page.locator(f"#turn-1-source-{n}")).to_be_in_viewport()
+    screenshot(page, "answer.png")
+
+
+def test_unanswerable_question_is_an_abstention_with_related_reading(page: Page) -> None:
+    page.locator("#question textarea").fill("Who won the 2022 FIFA World Cup?")
+    page.locator("#ask").click()
+    turn = page.locator("#conversation .turn").first
+
+    expect(turn.locator(".abstention")).to_have_text(ABSTENTION)
+    expect(turn.locator(".related h4")).to_have_text("Related passages")
+    expect(turn.locator(".sources")).to_have_count(0)
+    expect(turn.locator("a.marker")).to_have_count(0)
+    screenshot(page, "abstention.png")
+
+
+def test_empty_question_is_a_short_message(page: Page) -> None:
+    page.locator("#question textarea").press("Enter")
+
+    expect(page.locator("#conversation .error")).to_have_text(
+        "the question is empty: type a question about the articles")
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+
+
+def test_example_question_is_asked_on_click(page: Page) -> None:
+    example = page.locator("#examples button").first
+    question = example.inner_text()
+    example.click()
+
+    expect(page.locator("#conversation .turn .question").first).to_contain_text(question)
+    expect(page.locator("#conversation .turn")).to_have_count(1)
+
+
+def test_uploaded_article_is_indexed_and_answers(page: Page, tmp_path: Path, seeds: Path) -> None:
+    upload = tmp_path / "lotus hall.txt"
+    upload.write_text(NEW_ARTICLE, encoding="utf-8")
+
+    page.locator("#upload input[type=file]").set_input_files(str(upload))
+
+    status = page.locator("#rebuild-status")
+    expect(status.locator(".switched")).to_contain_text("Rebuilt at", timeout=60_000)
+    expect(status.locator(".switched")).to_contain_text("Questions are now answered from the new index")
+    expect(status.locator("li.added")).to_contain_text("lotus hall.txt: added as")
+    expect(page.locator("#index-panel")).to_contain_text("lotus_hall")
+    assert (seeds / "lotus_hall.txt").read_text(encoding="utf-8") == NEW_ARTICLE
+
+    ask(page, "How many seats does the Lotus Orchestra's concert hall in Da Nang have?")
+    turn = page.locator("#conversation .turn").first
+    expect(turn.locator(".answer")).to_contain_text("1,250")
+    expect(turn.locator(".sources li.source").first).to_have_attribute("data-article-id", "lotus_hall")
+    screenshot(page, "after-upload.png")
+
+
+def test_narrow_screen_does_not_overflow(page: Page) -> None:
+    page.set_viewport_size({"width": 375, "height": 812})
+    ask(page, "What title did To Lam present to the General Department of Defence Industry?")
+    page.locator("#filters").click()
+
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"page is {widths[0]} px wide in a {widths[1]} px window"
+    screenshot(page, "narrow.png")
+
+
+def test_named_endpoints_answer_gradio_client(url: str, tmp_path: Path) -> None:
+    client = Client(url, verbose=False)
+
+    answer = client.predict("Who is the Director of the General Department of Defence Industry?",
+                            api_name="/ask")
+    assert not answer["abstained"] and answer["citations"]
+    assert answer["citations"][0]["article_id"] == "004_0ad313e58527b596"
+    hits = client.predict("Hoa Lac meeting", api_name="/search")
+    assert [hit["rank"] for hit in hits] == list(range(1, len(hits) + 1))
+    status = client.predict(api_name="/index_status")
+    assert status["counts"]["articles"] >= 5 and status["model"]
+
+    refused = tmp_path / "notes.txt"
+    refused.write_bytes(b"\xff\xfe not utf-8")
+    result = client.predict([handle_file(str(refused))], api_name="/add_articles")
+    assert result["files"] == [{"name": "notes.txt", "status": "refused", "saved_as": None,
+                                "message": "notes.txt: not valid UTF-8 at byte 0 (line 1); "
+                                           "re-save the file as UTF-8"}]
+    assert result["update"] is None

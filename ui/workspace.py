@@ -1,0 +1,135 @@
+"""What the page and its API act on: one opened index and the article folder it is built from.
+
+Shared by the page's event handlers and the named API endpoints, so both answer, search and
+add articles the same way. Rebuilds run `Index.update`, which swaps the new snapshot in only
+at the end: questions asked meanwhile are answered from the previous one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag import Index, IntakeResult, QueryError, RagError, UpdateReport, intake_articles
+
+if TYPE_CHECKING:
+    from rag import Answer, Hit
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RebuildOutcome:
+    """Files taken in, what the rebuild did, or why it failed (the previous index stays in use)."""
+
+    intake: tuple[IntakeResult, ...]
+    report: UpdateReport | None
+    error: str | None
+    finished_at: dt.datetime
+    articles: int
+
+    @property
+    def message(self) -> str:
+        """One line for the page: did the index switch, and to what."""
+        when = self.finished_at.strftime("%H:%M:%S")
+        if self.error is not None:
+            return (f"Rebuild failed at {when}: {self.error}. Questions are still answered from "
+                    "the previous index; press Rebuild to try again.")
+        if self.report is None:
+            return "No new article to index."
+        if not self.report.changed:
+            return f"Checked at {when}: the index is up to date ({self.articles} articles)."
+        return (f"Rebuilt at {when}: {self.report.summary()}. Questions are now answered from the "
+                f"new index ({self.articles} articles).")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": [result.to_json() for result in self.intake],
+            "update": self.report.to_json() if self.report else None,
+            "error": self.error,
+            "message": self.message,
+        }
+
+
+class Workspace:
+    """An opened index and its seeds folder, with the actions the page offers on them."""
+
+    def __init__(self, index: Index, seeds_dir: Path) -> None:
+        self.index = index
+        self.seeds_dir = Path(seeds_dir)
+
+    @property
+    def llm_available(self) -> bool:
+        return bool(getattr(self.index, "llm_available", False))
+
+    def ask(self, question: str, k: int = 5, date_from: str | None = None, date_to: str | None = None,
+            articles: Sequence[str] | None = None, mode: str = "extractive",
+            include_undated: bool = False) -> Answer:
+        # Extractive is the default: an index with no LLM configured is asked without a mode.
+        chosen_mode = {} if mode == "extractive" else {"mode": mode}
+        return self.index.ask(question, k=k, **chosen_mode,
+                              **_filters(date_from, date_to, articles, include_undated))
+
+    def search(self, query: str, k: int = 5, date_from: str | None = None, date_to: str | None = None,
+               articles: Sequence[str] | None = None, include_undated: bool = False) -> list[Hit]:
+        return self.index.search(query, k=k, **_filters(date_from, date_to, articles, include_undated))
+
+    def version(self) -> str:
+        """Changes whenever a rebuild swaps in a new snapshot."""
+        manifest = self.index.manifest
+        return f"{manifest['updated_at']}/{manifest['counts']['articles']}/{manifest['counts']['chunks']}"
+
+    def status(self) -> dict[str, Any]:
+        return {**self.index.info(), "seeds": str(self.seeds_dir), "llm_available": self.llm_available}
+
+    def add_files(self, files: Sequence[str | Path], progress: Progress | None = None) -> RebuildOutcome:
+        """Take the files into the seeds folder, then rebuild if any was new."""
+        intake = tuple(intake_articles(files, self.seeds_dir, self.index.config))
+        if not any(result.added for result in intake):
+            return self._outcome(intake, None, None)
+        return self._rebuild(intake, progress)
+
+    def rebuild(self, progress: Progress | None = None) -> RebuildOutcome:
+        """Index what changed in the seeds folder, e.g. files copied there by other means."""
+        return self._rebuild((), progress)
+
+    def _rebuild(self, intake: tuple[IntakeResult, ...], progress: Progress | None) -> RebuildOutcome:
+        try:
+            report = self.index.update([self.seeds_dir], progress=progress)
+        except RagError as error:
+            return self._outcome(intake, None, str(error))
+        except Exception as error:  # the page must say why, whatever failed
+            log.exception("rebuild of %s from %s failed", self.index.path, self.seeds_dir)
+            return self._outcome(intake, None, f"{type(error).__name__}: {error}")
+        return self._outcome(intake, report, None)
+
+    def _outcome(self, intake: tuple[IntakeResult, ...], report: UpdateReport | None,
+                 error: str | None) -> RebuildOutcome:
+        return RebuildOutcome(intake, report, error, dt.datetime.now(),
+                              self.index.manifest["counts"]["articles"])
+
+
+def parse_date(value: str | None, name: str) -> dt.date | None:
+    """A YYYY-MM-DD date from a form field or an API call; empty means no bound."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise QueryError(f"{name} must be a date written YYYY-MM-DD, got {value!r}") from None
+
+
+def _filters(date_from: str | None, date_to: str | None, articles: Sequence[str] | None,
+             include_undated: bool) -> dict[str, Any]:
+    return {
+        "date_from": parse_date(date_from, "the start date"),
+        "date_to": parse_date(date_to, "the end date"),
+        "articles": list(articles) if articles else None,
+        "include_undated": include_undated,
+    }
