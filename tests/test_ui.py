@@ -30,7 +30,7 @@ from rag import (
     read_article,
     safe_article_name,
 )
-from ui.app import Handlers, build_app, is_loopback, login_for
+from ui.app import Handlers, build_app, is_loopback, login_for, serve
 from ui.render import ABSTENTION, render_index, render_turn, source_anchor
 from ui.workspace import Workspace, parse_date
 
@@ -452,6 +452,25 @@ def test_other_addresses_need_a_login_or_insecure(caplog: pytest.LogCaptureFixtu
     with caplog.at_level(logging.WARNING, logger="ui.app"):
         assert login_for("0.0.0.0", insecure=True, environ={}) is None
     assert "serving on 0.0.0.0 without a login (--insecure)" in caplog.text
+
+
+def test_serve_refuses_an_open_address_before_listening(workspace: Workspace,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAG_UI_USER", raising=False)
+    monkeypatch.delenv("RAG_UI_PASSWORD", raising=False)
+    with pytest.raises(RagError, match="serving on 0.0.0.0 makes the page reachable"):
+        serve(workspace.index, workspace.seeds_dir, host="0.0.0.0", port=free_port())
+
+
+@pytest.mark.parametrize("available", [False, True])
+def test_llm_mode_is_offered_only_when_configured(workspace: Workspace, available: bool) -> None:
+    workspace.index.llm_available = available
+
+    app = build_app(workspace.index, workspace.seeds_dir)
+
+    [mode] = [block for block in app.blocks.values() if isinstance(block, gr.Radio)]
+    assert mode.visible is available
+    assert [value for _, value in mode.choices] == ["extractive", "llm"]
 
 
 def test_login_comes_from_the_environment() -> None:

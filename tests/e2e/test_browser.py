@@ -194,6 +194,22 @@ def test_example_question_is_asked_on_click(page: Page) -> None:
     expect(page.locator("#conversation .turn")).to_have_count(1)
 
 
+def test_filters_limit_the_sources(page: Page) -> None:
+    page.locator("#filters").click()
+    page.locator("#article-filter input").click()
+    page.get_by_role("option", name=re.compile("002_2158886989b67df7")).click()
+    page.keyboard.press("Escape")
+    page.locator("#date-from input").fill("2025-01-01")
+    page.locator("#date-to input").fill("2025-12-31")
+
+    ask(page, "What did the Prime Minister say about the defence industry?")
+
+    cited = page.locator("#conversation .turn li.source").evaluate_all(
+        "items => items.map(item => item.dataset.articleId)")
+    assert cited and set(cited) == {"002_2158886989b67df7"}
+    expect(page.locator("#conversation .turn .source-head .date").first).to_have_text("2025-03-15")
+
+
 def test_uploaded_article_is_indexed_and_answers(page: Page, tmp_path: Path, seeds: Path) -> None:
     upload = tmp_path / "lotus hall.txt"
     upload.write_text(NEW_ARTICLE, encoding="utf-8")
