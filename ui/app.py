@@ -82,7 +82,7 @@ class Handlers:
         count = self.workspace.index.manifest["counts"]["articles"]
         notice = render_update((), None, f"The index was updated: questions are now answered from "
                                          f"{count} articles.")
-        return notice, self.index_html(), *self.refresh(seen)
+        return notice, self.index_html(), gr.Dropdown(choices=self.article_choices()), current
 
     def article_choices(self) -> list[tuple[str, str]]:
         return [(f"{article.title} ({article.id})", article.id)

@@ -71,6 +71,10 @@ class Workspace:
     def ask(self, question: str, k: int = 5, date_from: str | None = None, date_to: str | None = None,
             articles: Sequence[str] | None = None, mode: str = "extractive",
             include_undated: bool = False) -> Answer:
+        if mode not in ("extractive", "llm"):
+            raise QueryError(f"mode must be 'extractive' or 'llm', got {mode!r}")
+        if mode == "llm" and not self.llm_available:
+            raise QueryError("LLM answers are not configured for this index: use mode 'extractive'")
         # Extractive is the default: an index with no LLM configured is asked without a mode.
         chosen_mode = {} if mode == "extractive" else {"mode": mode}
         return self.index.ask(question, k=k, **chosen_mode,
