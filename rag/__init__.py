@@ -4,6 +4,7 @@ The public API: build or update an index from article files, open it, search it.
 Nothing heavy happens at import; the embedding model loads on first use.
 """
 
+from rag.answer_records import Answer, AnswerSentence, Citation, RelatedPassage
 from rag.articles import LoadReport, load_articles, read_article
 from rag.config import Config
 from rag.embedders import Embedder, HashingEmbedder, SentenceTransformerEmbedder
@@ -17,10 +18,16 @@ from rag.errors import (
     QueryError,
     RagError,
 )
-from rag.index import ArticleInfo, Index, UpdateReport, build_index, default_index_dir
+from rag.index import ArticleInfo, Index
+from rag.indexing import UpdateReport, build_index
+from rag.intake import IntakeResult, intake_articles, safe_article_name
 from rag.records import Article, Chunk, Hit
 
 __all__ = [
+    "Answer",
+    "AnswerSentence",
+    "Citation",
+    "RelatedPassage",
     "Article",
     "ArticleError",
     "ArticleInfo",
@@ -35,13 +42,15 @@ __all__ = [
     "IndexCorruptError",
     "IndexMismatchError",
     "IndexNotFoundError",
+    "IntakeResult",
     "LoadReport",
     "QueryError",
     "RagError",
     "SentenceTransformerEmbedder",
     "UpdateReport",
     "build_index",
-    "default_index_dir",
+    "intake_articles",
     "load_articles",
     "read_article",
+    "safe_article_name",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from rag.config import Config
 from rag.records import Article, Chunk
@@ -26,8 +27,19 @@ def text_for_embedding(chunk: Chunk) -> str:
     return f"{chunk.title}\n{chunk.text}"
 
 
-def chunk_article(article: Article, count_tokens: TokenCounter, max_tokens: int, config: Config) -> list[Chunk]:
-    """Cut an article's body into chunks; every body sentence lies in at least one chunk."""
+@dataclass(frozen=True)
+class ChunkedArticle:
+    """An article's chunks and its sentences (over-long ones cut into pieces) as spans;
+    `chunk_sentences[i]` lists the indices of the sentences chunk i is made of."""
+
+    chunks: list[Chunk]
+    sentences: list[tuple[int, int]]
+    chunk_sentences: list[list[int]]
+
+
+def split_article(article: Article, count_tokens: TokenCounter, max_tokens: int, config: Config) -> ChunkedArticle:
+    """Cut an article's body into chunks of whole sentences; every body sentence lies in at
+    least one chunk, and is listed once however many chunks hold it."""
     title_tokens = count_tokens([article.title + "\n"])[0]
     budget = min(config.chunk_tokens, max_tokens - _SPECIAL_TOKENS - title_tokens)
     if budget < 8:
@@ -48,7 +60,8 @@ def chunk_article(article: Article, count_tokens: TokenCounter, max_tokens: int,
                 date=article.date,
             )
         )
-    return chunks
+    return ChunkedArticle(chunks=chunks, sentences=[(start, end) for start, end, _ in pieces],
+                          chunk_sentences=groups)
 
 
 def _pieces(

@@ -17,7 +17,8 @@ import click
 
 from rag.config import Config
 from rag.errors import RagError
-from rag.index import DEFAULT_INDEX_DIR, Index, UpdateReport, build_index
+from rag.index import Index
+from rag.indexing import DEFAULT_INDEX_DIR, UpdateReport, build_index
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -85,57 +86,98 @@ def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path, rebuild
         sys.exit(1)
 
 
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--since, --until, --article and --include-undated, shared by search and ask."""
+    date = click.DateTime(formats=["%Y-%m-%d"])
+    options = [
+        click.option("--since", type=date, help="Only articles dated on or after this day (YYYY-MM-DD)."),
+        click.option("--until", type=date, help="Only articles dated on or before this day (YYYY-MM-DD)."),
+        click.option("--article", "articles", multiple=True, help="Only this article id (repeatable)."),
+        click.option("--include-undated", is_flag=True,
+                     help="With --since/--until, also search articles whose date is unknown."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _filters(index: Index, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool,
+             as_json: bool) -> dict[str, Any]:
+    """The filter keywords for Index.search/ask; tells the user when undated articles are left out."""
+    date_from, date_to = (since.date() if since else None), (until.date() if until else None)
+    undated = index.undated_articles()
+    if (date_from or date_to) and not include_undated and undated and not as_json:
+        click.echo(f"note: {len(undated)} article(s) of unknown date ({', '.join(undated)}) are not searched "
+                   "under a date filter; add --include-undated to search them", err=True)
+    return {"date_from": date_from, "date_to": date_to, "articles": list(articles) or None,
+            "include_undated": include_undated}
+
+
 @main.command()
 @click.argument("query")
 @click.option("-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Passages to return.")
+@filter_options
 @index_option
 @json_option
-def search(query: str, k: int, index_dir: Path, as_json: bool) -> None:
-    """Rank passages by meaning.
+def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool,
+           index_dir: Path, as_json: bool) -> None:
+    """Rank passages by meaning and by words (BM25 fused with dense retrieval).
 
     \b
     Examples:
       rag search "How many ships has the defence industry built?"
       rag search "Hoa Lac meeting" -k 10 --json
+      rag search "defense industry 80th anniversary" --since 2025-01-01 --include-undated
     """
-    hits = Index.open(index_dir).search(query, k=k)
+    index = Index.open(index_dir)
+    hits = index.search(query, k=k, **_filters(index, since, until, articles, include_undated, as_json))
     if as_json:
         _print_json({"query": query, "hits": [hit.to_json() for hit in hits]})
         return
     if not hits:
-        click.echo("The index holds no passages.")
+        click.echo("No passage matches.")
     for hit in hits:
         chunk = hit.chunk
         click.echo(f"{hit.rank}. [{hit.score:.3f}] {chunk.title} ({_date(chunk.date)}) "
                    f"{chunk.article_id} [{chunk.start}:{chunk.end}]")
+        for other in hit.corroborating:
+            click.echo(f"   also reported by {other.article_id} ({other.title}) [{other.start}:{other.end}]")
         click.echo(f"   {_one_line(chunk.text)}\n")
 
 
 @main.command()
 @click.argument("question")
-@click.option("-k", type=click.IntRange(1, 50), default=5, show_default=True, help="Passages to cite.")
+@click.option("-k", type=click.IntRange(1, 50), default=5, show_default=True, help="Passages to draw from.")
+@filter_options
 @index_option
 @json_option
-def ask(question: str, k: int, index_dir: Path, as_json: bool) -> None:
-    """Answer a question from the articles, citing the passages used.
+def ask(question: str, k: int, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool,
+        index_dir: Path, as_json: bool) -> None:
+    """Answer from the articles: verbatim sentences, each cited, or a plain "not in the articles".
 
     \b
-    Example:
+    Examples:
       rag ask "What title did To Lam present to the General Department of Defence Industry?"
+      rag ask "What is Vietnam's defence budget for 2026?" --json
     """
-    hits = Index.open(index_dir).search(question, k=k)
+    index = Index.open(index_dir)
+    answer = index.ask(question, k=k, **_filters(index, since, until, articles, include_undated, as_json))
     if as_json:
-        _print_json({"question": question, "citations": [
-            {"n": hit.rank, **hit.to_json()} for hit in hits]})
+        _print_json(answer.to_json())
         return
-    click.echo(f"Passages for: {question}\n")
-    for hit in hits:
-        click.echo(f"[{hit.rank}] {_one_line(hit.chunk.text)}")
-    click.echo("\nSources:")
-    for hit in hits:
-        chunk = hit.chunk
-        click.echo(f"[{hit.rank}] {chunk.title} ({_date(chunk.date)}), {chunk.article_id} "
-                   f"[{chunk.start}:{chunk.end}]")
+    click.echo(answer.answer)
+    if answer.notice:
+        click.echo(f"\nnote: {answer.notice}")
+    if answer.citations:
+        click.echo("\nSources:")
+        for citation in answer.citations:
+            click.echo(f"[{citation.n}] {citation.title} ({_date(citation.date)}), {citation.article_id} "
+                       f"[{citation.start}:{citation.end}]")
+    if answer.related:
+        click.echo("\nRelated passages (not an answer):")
+        for passage in answer.related:
+            click.echo(f"- {passage.title} ({_date(passage.date)}), {passage.article_id} "
+                       f"[{passage.start}:{passage.end}]: {_one_line(passage.text)[:160]}…")
 
 
 @main.command()
@@ -156,28 +198,59 @@ def info(index_dir: Path, as_json: bool) -> None:
 
 
 @main.command("eval")
-@click.option("--qa", "qa_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+@click.option("--qa", "qa_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Question set, one JSON object a line (id, question, answers, sources, answerable).")
+@click.option("--beir", "beir_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Dataset folder in BEIR format (corpus, queries.jsonl, qrels/).")
+@click.option("--split", default="train", show_default=True, help="qrels split for --beir.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=Path(".cache/beir"),
+              show_default=True, envvar="RAG_CACHE", help="Where --beir keeps the indexes it builds.")
 @index_option
 @json_option
-def eval_command(qa_file: Path, index_dir: Path, as_json: bool) -> None:
-    """Measure retrieval on a question set: recall@1/3/5 and MRR of the source articles.
+def eval_command(qa_file: Path | None, beir_dir: Path | None, split: str, cache: Path, index_dir: Path,
+                 as_json: bool) -> None:
+    """Measure retrieval for BM25, dense and hybrid search side by side.
+
+    With --qa: recall@1/3/5 and MRR of the source articles on a question set, over the index.
+    With --beir: nDCG@10, Recall@100, MRR@10 and query latency on a BEIR dataset; its index
+    is built once into --cache and reused.
 
     \b
-    Example:
+    Examples:
       rag eval --qa ../shared/eval/seeds_dev.jsonl
+      rag eval --beir ../shared/eval/scifact --split train --json
     """
-    from rag.evaluation import evaluate_qa, load_questions
+    if (qa_file is None) == (beir_dir is None):
+        raise click.UsageError("give exactly one of --qa FILE or --beir DIR")
+    if beir_dir is not None:
+        from rag.beir import evaluate_beir
+        from rag.embedders import default_embedder
 
-    results = evaluate_qa(Index.open(index_dir), load_questions(qa_file))
+        results = evaluate_beir(beir_dir, split, cache, default_embedder(),
+                                progress=None if as_json else _progress_bar("embedding corpus"))
+        columns = ["ndcg@10", "recall@100", "mrr@10", "p50_ms", "p95_ms"]
+        header = f"{results['dataset']} ({results['split']}, {results['queries']} queries)"
+    else:
+        from rag.evaluation import evaluate_qa_runs, load_questions
+
+        results = evaluate_qa_runs(Index.open(index_dir), load_questions(qa_file))
+        columns = ["recall@1", "recall@3", "recall@5", "mrr"]
+        header = f"{qa_file} ({results['questions']} answerable questions)"
     if as_json:
         _print_json(results)
         return
-    click.echo(f"{results['questions']} answerable questions from {qa_file}")
-    for name in ("recall@1", "recall@3", "recall@5", "mrr"):
-        click.echo(f"  {name:<9} {results[name]:.3f}")
-    for miss in results["misses@5"]:
-        click.echo(f"  missed at 5: {miss}")
+    click.echo(header)
+    click.echo(f"  {'run':<8}" + "".join(f"{name:>12}" for name in columns))
+    for run, metrics in results["runs"].items():
+        click.echo(f"  {run:<8}" + "".join(f"{metrics[name]:>12.3f}" for name in columns))
+    answers = results.get("answers")
+    if answers:
+        click.echo("answers (rag ask, extractive):")
+        for name in ("gold_in_answer", "unanswerable_abstained", "answerable_abstained"):
+            value = answers[name]
+            click.echo(f"  {name:<24} {'n/a' if value is None else f'{value:.3f}'}")
+        for failure in answers["failures"]:
+            click.echo(f"  {failure}")
 
 
 @main.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from rag.errors import ConfigError
 
@@ -14,6 +14,8 @@ class Config:
 
     Chunk sizes are counted in the embedding model's own word pieces. `chunk_tokens` is the
     target; no chunk exceeds what the model reads once its article's title is prepended.
+    The search settings (`fusion` and the weights) apply at query time and need no rebuild;
+    their defaults were chosen on SciFact train and seeds_dev.jsonl (see docs/retrieval.md).
 
     >>> Config(chunk_tokens=128, overlap_sentences=1).chunk_tokens
     128
@@ -23,6 +25,15 @@ class Config:
     overlap_sentences: int = 1
     max_file_bytes: int = 5_000_000
     max_query_chars: int = 2_000
+    fusion: Literal["zscore", "rrf"] = "zscore"
+    lexical_weight: float = 0.3
+    sentence_weight: float = 0.5
+    candidates: int = 100
+    duplicate_similarity: float = 0.85
+    answer_coverage_weight: float = 0.5
+    answer_rank_weight: float = 0.05
+    answer_keep_ratio: float = 0.7
+    abstain_passage_coverage: float = 0.61
 
     def __post_init__(self) -> None:
         if not 16 <= self.chunk_tokens <= 4096:
@@ -35,6 +46,17 @@ class Config:
             raise ConfigError(f"max_file_bytes must be positive, got {self.max_file_bytes!r}")
         if self.max_query_chars < 1:
             raise ConfigError(f"max_query_chars must be positive, got {self.max_query_chars!r}")
+        if self.fusion not in ("zscore", "rrf"):
+            raise ConfigError(f"fusion must be 'zscore' or 'rrf', got {self.fusion!r}")
+        for name in ("lexical_weight", "sentence_weight", "answer_coverage_weight", "answer_rank_weight",
+                     "answer_keep_ratio", "abstain_passage_coverage"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)!r}")
+        if not 10 <= self.candidates <= 10_000:
+            raise ConfigError(f"candidates must be between 10 and 10000, got {self.candidates!r}")
+        if not 0.5 <= self.duplicate_similarity <= 1.0:
+            raise ConfigError(
+                f"duplicate_similarity must be between 0.5 and 1, got {self.duplicate_similarity!r}")
 
     def chunker_settings(self) -> dict[str, Any]:
         """The settings an index depends on: a change to any of them needs a rebuild."""

@@ -1,4 +1,4 @@
-"""The public index: build or update it from article files, open it, search it.
+"""The public index: open it, search it, ask it, update it.
 
 >>> from rag import Index, build_index
 >>> report = build_index(["seeds"], "index")        # embeds only new or changed articles
@@ -9,42 +9,25 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
-import logging
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
-from filelock import FileLock, Timeout
 
-from rag.articles import load_articles
-from rag.chunking import chunk_article, text_for_embedding
+from rag.answer_records import Answer
+from rag.answering import compose_extractive
 from rag.config import Config
 from rag.embedders import Embedder, default_embedder
-from rag.errors import IndexBusyError, IndexMismatchError, QueryError
-from rag.records import Article, Chunk, Hit
-from rag.store import (
-    FORMAT_VERSION,
-    LOCK_FILE,
-    Snapshot,
-    current_snapshot_dir,
-    empty_vectors,
-    load_snapshot,
-    remove_stale_staging,
-    write_snapshot,
-)
+from rag.errors import QueryError
+from rag.indexing import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, build_index
+from rag.records import Hit
+from rag.retrieval import RETRIEVERS, Retriever, SearchFilter, rank_chunks
+from rag.store import Snapshot, check_compatible, current_snapshot_dir, load_snapshot
+from rag.textnorm import terms
 
-log = logging.getLogger(__name__)
-
-DEFAULT_INDEX_DIR = Path("index")
-ProgressCallback = Callable[[int, int], None]
-"""Called as progress(done, total) while chunks are embedded."""
-
-_EMBED_BATCH = 64
 _MAX_K = 1000
 
 
@@ -66,41 +49,6 @@ class ArticleInfo:
             "date": self.date.isoformat() if self.date else None,
             "chunks": self.chunks,
             "source": self.source,
-        }
-
-
-@dataclass
-class UpdateReport:
-    """What an update did, article by article. `failed` holds one message per bad file."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    chunks_embedded: int = 0
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
-            f"{len(self.unchanged)} unchanged, {len(self.failed)} failed "
-            f"({self.chunks_embedded} chunks embedded)"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "added": self.added,
-            "updated": self.updated,
-            "removed": self.removed,
-            "unchanged": self.unchanged,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "chunks_embedded": self.chunks_embedded,
         }
 
 
@@ -157,23 +105,63 @@ class Index:
             "chunker": manifest["chunker"],
         }
 
-    def search(self, query: str, k: int = 5) -> list[Hit]:
-        """The k chunks closest to the query by cosine similarity, best first."""
+    def search(self, query: str, k: int = 5, *, date_from: dt.date | None = None,
+               date_to: dt.date | None = None, articles: Iterable[str] | None = None,
+               include_undated: bool = False, retriever: Retriever = "hybrid") -> list[Hit]:
+        """The k best passages for the query, best first.
+
+        Filters apply inside the retrievers, before the top-k cut. A date bound excludes
+        articles of unknown date unless `include_undated` is true.
+        """
         query = validate_query(query, self.config)
         if not 1 <= k <= _MAX_K:
             raise QueryError(f"k must be between 1 and {_MAX_K}, got {k}")
+        if retriever not in RETRIEVERS:
+            raise QueryError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {retriever!r}")
+        search_filter = self.make_filter(date_from, date_to, articles, include_undated)
         snapshot = self._snapshot
-        if snapshot.vectors.ntotal == 0:
+        if not snapshot.chunks:
             return []
-        vector = self.embedder.embed([query])
-        scores, ids = snapshot.vectors.search(vector, min(k, snapshot.vectors.ntotal))
-        hits = []
-        for score, faiss_id in zip(scores[0], ids[0], strict=True):
-            if faiss_id < 0:
-                continue
-            hits.append(Hit(chunk=snapshot.chunk_by_faiss_id[int(faiss_id)], score=float(score),
-                            rank=len(hits) + 1))
-        return hits
+        return rank_chunks(snapshot, self.embed_query(query), terms(query), k, search_filter, self.config,
+                           retriever)
+
+    def ask(self, question: str, k: int = 5, *, date_from: dt.date | None = None,
+            date_to: dt.date | None = None, articles: Iterable[str] | None = None,
+            include_undated: bool = False) -> Answer:
+        """Answer from the articles with cited verbatim sentences, or say they do not answer."""
+        started = time.perf_counter()
+        question = validate_query(question, self.config)
+        if not 1 <= k <= 50:
+            raise QueryError(f"k must be between 1 and 50 passages, got {k}")
+        search_filter = self.make_filter(date_from, date_to, articles, include_undated)
+        snapshot = self._snapshot
+        query_vector = self.embed_query(question)
+        hits = rank_chunks(snapshot, query_vector, terms(question), k, search_filter, self.config) if snapshot.chunks else []
+        retrieved = time.perf_counter()
+        answer = compose_extractive(question, hits, snapshot, query_vector, self.config)
+        finished = time.perf_counter()
+        return replace(answer, timings={"retrieval_ms": (retrieved - started) * 1000,
+                                        "answer_ms": (finished - retrieved) * 1000,
+                                        "total_ms": (finished - started) * 1000})
+
+    def embed_query(self, query: str) -> np.ndarray:
+        return self.embedder.embed([query])[0]
+
+    def make_filter(self, date_from: dt.date | None = None, date_to: dt.date | None = None,
+                    articles: Iterable[str] | None = None, include_undated: bool = False) -> SearchFilter:
+        """Check filter values against the index and say what is wrong with them."""
+        if date_from and date_to and date_from > date_to:
+            raise QueryError(f"the date range is empty: {date_from} is after {date_to}")
+        chosen = None
+        if articles is not None:
+            chosen = frozenset(articles)
+            unknown = sorted(chosen - set(self.manifest["articles"]))
+            if unknown:
+                raise QueryError(f"unknown article id(s) {', '.join(unknown)}: `rag info` lists the indexed ones")
+        return SearchFilter(date_from=date_from, date_to=date_to, articles=chosen, include_undated=include_undated)
+
+    def undated_articles(self) -> list[str]:
+        return [article.id for article in self.articles() if article.date is None]
 
 
 def validate_query(query: str, config: Config) -> str:
@@ -191,170 +179,6 @@ def validate_query(query: str, config: Config) -> str:
     return query
 
 
-def check_compatible(manifest: dict[str, Any], embedder: Embedder, config: Config, path: Path) -> None:
-    """Refuse to mix vectors or chunks made under other settings."""
-    built = manifest["embedder"]
-    if (built["name"], built["dim"]) != (embedder.name, embedder.dim):
-        raise IndexMismatchError(
-            f"index at {path} was built with model {built['name']} ({built['dim']} dims); this "
-            f"configuration uses {embedder.name} ({embedder.dim} dims): "
-            f"run `rag index --rebuild --index {path}`"
-        )
-    if manifest["chunker"] != config.chunker_settings():
-        raise IndexMismatchError(
-            f"index at {path} was built with chunker settings {manifest['chunker']}; this "
-            f"configuration uses {config.chunker_settings()}: run `rag index --rebuild --index {path}`"
-        )
-
-
-def build_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_DIR,
-                embedder: Embedder | None = None, config: Config | None = None, rebuild: bool = False,
-                progress: ProgressCallback | None = None, lock_timeout: float = 60.0) -> UpdateReport:
-    """Create or incrementally update the index at `path` from article files and folders.
-
-    New articles are added, changed ones (by content hash) replaced, and articles whose file
-    was under one of `sources` but is gone are removed; unchanged articles are not
-    re-embedded. A file that fails to read keeps its previous version in the index.
-    """
-    path = Path(path)
-    embedder = embedder or default_embedder()
-    config = config or Config()
-    path.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path / LOCK_FILE))
-    try:
-        lock.acquire(timeout=lock_timeout)
-    except Timeout:
-        raise IndexBusyError(
-            f"another process is updating the index at {path} (lock {path / LOCK_FILE} held for "
-            f"{lock_timeout:g} s): wait for it to finish and try again"
-        ) from None
-    try:
-        remove_stale_staging(path)
-        return _update_locked(sources, path, embedder, config, rebuild, progress)
-    finally:
-        lock.release()
-
-
-def _update_locked(sources: Sequence[str | Path], path: Path, embedder: Embedder, config: Config,
-                   rebuild: bool, progress: ProgressCallback | None) -> UpdateReport:
-    roots = [Path(source).resolve() for source in sources]
-    loaded = load_articles(roots, config)
-    report = UpdateReport(failed=list(loaded.failures.values()), skipped=loaded.skipped)
-
-    previous = None if rebuild else _current_or_none(path, embedder, config)
-    old_entries: dict[str, dict[str, Any]] = previous.manifest["articles"] if previous else {}
-    new_entries = dict(old_entries)
-    to_embed: list[Article] = []
-    for article in loaded.articles:
-        old = old_entries.get(article.id)
-        if old is None:
-            report.added.append(article.id)
-            to_embed.append(article)
-        elif old["content_hash"] != article.content_hash:
-            report.updated.append(article.id)
-            to_embed.append(article)
-        else:
-            report.unchanged.append(article.id)
-            new_entries[article.id] = {**old, "source": str(article.source)}
-    found = {article.id for article in loaded.articles}
-    for article_id, entry in old_entries.items():
-        source = Path(entry["source"])
-        if article_id not in found and source not in loaded.failures and _is_under(source, roots):
-            report.removed.append(article_id)
-            del new_entries[article_id]
-    if previous is not None and not report.changed:
-        return report
-
-    chunks = [chunk for article in to_embed
-              for chunk in chunk_article(article, embedder.count_tokens, embedder.max_tokens, config)]
-    vectors = _embed_chunks(chunks, embedder, progress)
-    report.chunks_embedded = len(chunks)
-
-    gone = set(report.removed) | set(report.updated)
-    chunk_by_faiss_id = {fid: chunk for fid, chunk in (previous.chunk_by_faiss_id.items() if previous else ())
-                         if chunk.article_id not in gone}
-    if previous is not None:
-        index = faiss.clone_index(previous.vectors)
-        stale = [fid for fid, chunk in previous.chunk_by_faiss_id.items() if chunk.article_id in gone]
-        if stale:
-            index.remove_ids(np.asarray(stale, dtype=np.int64))
-        next_id = previous.manifest["next_faiss_id"]
-    else:
-        index = empty_vectors(embedder.dim)
-        next_id = 0
-    new_ids = np.arange(next_id, next_id + len(chunks), dtype=np.int64)
-    if len(chunks):
-        index.add_with_ids(vectors, new_ids)
-    chunk_by_faiss_id.update(zip(new_ids.tolist(), chunks, strict=True))
-
-    chunk_counts: dict[str, int] = {}
-    for chunk in chunk_by_faiss_id.values():
-        chunk_counts[chunk.article_id] = chunk_counts.get(chunk.article_id, 0) + 1
-    for article in to_embed:
-        new_entries[article.id] = {
-            "title": article.title,
-            "date": article.date.isoformat() if article.date else None,
-            "source": str(article.source),
-            "content_hash": article.content_hash,
-        }
-    for article_id in new_entries:
-        new_entries[article_id]["chunks"] = chunk_counts.get(article_id, 0)
-
-    manifest = _manifest(embedder, config, new_entries, len(chunk_by_faiss_id), next_id + len(chunks))
-    write_snapshot(path, Snapshot(manifest=manifest, vectors=index, chunk_by_faiss_id=chunk_by_faiss_id))
-    log.info("index %s updated: %s", path, report.summary())
-    return report
-
-
-def _current_or_none(path: Path, embedder: Embedder, config: Config) -> Snapshot | None:
-    if not (path / "CURRENT").exists():
-        return None
-    snapshot = load_snapshot(current_snapshot_dir(path))
-    check_compatible(snapshot.manifest, embedder, config, path)
-    return snapshot
-
-
-def _embed_chunks(chunks: list[Chunk], embedder: Embedder, progress: ProgressCallback | None) -> np.ndarray:
-    texts = [text_for_embedding(chunk) for chunk in chunks]
-    parts = []
-    if progress:
-        progress(0, len(texts))
-    for start in range(0, len(texts), _EMBED_BATCH):
-        parts.append(embedder.embed(texts[start : start + _EMBED_BATCH]))
-        if progress:
-            progress(min(start + _EMBED_BATCH, len(texts)), len(texts))
-    if not parts:
-        return np.zeros((0, embedder.dim), dtype=np.float32)
-    return np.ascontiguousarray(np.vstack(parts), dtype=np.float32)
-
-
-def _manifest(embedder: Embedder, config: Config, articles: dict[str, dict[str, Any]], chunks: int,
-              next_faiss_id: int) -> dict[str, Any]:
-    return {
-        "format_version": FORMAT_VERSION,
-        "embedder": {"name": embedder.name, "dim": embedder.dim, "max_tokens": embedder.max_tokens,
-                     "normalization": "l2", "metric": "inner_product"},
-        "chunker": config.chunker_settings(),
-        "articles": dict(sorted(articles.items())),
-        "counts": {"articles": len(articles), "chunks": chunks},
-        "next_faiss_id": next_faiss_id,
-        "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "library_versions": {name: _version(name) for name in
-                             ("rag", "faiss-cpu", "numpy", "sentence-transformers", "tokenizers")},
-    }
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _is_under(path: Path, roots: list[Path]) -> bool:
-    return any(path == root or root in path.parents for root in roots)
-
-
 def _article_info(article_id: str, entry: dict[str, Any]) -> ArticleInfo:
     return ArticleInfo(
         id=article_id,
@@ -364,8 +188,3 @@ def _article_info(article_id: str, entry: dict[str, Any]) -> ArticleInfo:
         source=entry["source"],
         content_hash=entry["content_hash"],
     )
-
-
-def default_index_dir() -> Path:
-    """`RAG_INDEX` if set, else ./index."""
-    return Path(os.environ.get("RAG_INDEX", DEFAULT_INDEX_DIR))

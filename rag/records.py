@@ -69,11 +69,16 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Hit:
-    """A chunk returned by a search, with its score (higher is better) and 1-based rank."""
+    """A chunk returned by a search, with its score (higher is better) and 1-based rank.
+
+    `corroborating` holds near-identical passages of other articles (another outlet's report
+    of the same event), listed here instead of taking ranks of their own.
+    """
 
     chunk: Chunk
     score: float
     rank: int
+    corroborating: tuple[Chunk, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         row = self.chunk.to_json()
@@ -87,4 +92,8 @@ class Hit:
             "text": row["text"],
             "start": row["start"],
             "end": row["end"],
+            "corroborating": [
+                {key: value for key, value in other.to_json().items() if key != "text"}
+                for other in self.corroborating
+            ],
         }

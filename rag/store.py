@@ -8,7 +8,9 @@ Layout::
       versions/<name>/
         manifest.json       format version, encoder, chunker settings, articles, counts
         chunks.faiss        FAISS IndexIDMap2 over the chunk vectors (inner product)
-        chunks.jsonl        one chunk a line, with its FAISS id
+        sentences.faiss     FAISS IndexIDMap2 over the sentence vectors
+        chunks.jsonl        one chunk a line, with its FAISS id and its sentences' spans and ids
+        bm25/               the bm25s model over the chunks (.npy + JSON)
 
 A snapshot is written completely in a temporary folder, renamed into `versions/`, and only
 then named in CURRENT; a crash at any point leaves the previous snapshot live. No pickle.
@@ -23,37 +25,69 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
-from rag.errors import IndexCorruptError, IndexNotFoundError
+from rag.config import Config
+from rag.embedders import Embedder
+from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from rag.lexical import LexicalIndex
 from rag.records import Chunk
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "write.lock"
 VERSIONS_DIR = "versions"
 MANIFEST_FILE = "manifest.json"
 FAISS_FILE = "chunks.faiss"
+SENTENCE_FAISS_FILE = "sentences.faiss"
 CHUNKS_FILE = "chunks.jsonl"
+LEXICAL_DIR = "bm25"
 _KEEP_OLD_SNAPSHOTS = 2
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """One consistent state of the index: manifest, vectors and chunks, all in memory.
+class StoredChunk:
+    """A chunk and the sentences it is made of: (start, end) spans and their vector ids."""
 
-    `chunk_by_faiss_id` maps every id stored in `vectors` to its chunk.
+    chunk: Chunk
+    sentence_spans: tuple[tuple[int, int], ...]
+    sentence_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent state of the index, all in memory.
+
+    `chunks` maps every id in `chunk_vectors` to its chunk; the sentence ids of the chunks
+    are the ids in `sentence_vectors`; `lexical` scores chunks in ascending id order.
     """
 
     manifest: dict[str, Any]
-    vectors: faiss.IndexIDMap2
-    chunk_by_faiss_id: dict[int, Chunk]
+    chunk_vectors: faiss.IndexIDMap2
+    sentence_vectors: faiss.IndexIDMap2
+    chunks: dict[int, StoredChunk]
+    lexical: LexicalIndex
+
+    @cached_property
+    def chunk_ids(self) -> np.ndarray:
+        """Chunk ids in ascending order: position i is BM25 document i."""
+        return np.array(sorted(self.chunks), dtype=np.int64)
+
+    @cached_property
+    def chunks_of_sentence(self) -> dict[int, list[int]]:
+        """Sentence id -> the chunks holding that sentence (two where chunks overlap)."""
+        owners: dict[int, list[int]] = {}
+        for chunk_id, stored in self.chunks.items():
+            for sentence_id in stored.sentence_ids:
+                owners.setdefault(sentence_id, []).append(chunk_id)
+        return owners
 
 
 def empty_vectors(dim: int) -> faiss.IndexIDMap2:
@@ -94,34 +128,77 @@ def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_compatible(manifest: dict[str, Any], embedder: Embedder, config: Config, path: Path) -> None:
+    """Refuse to mix vectors or chunks made under other settings."""
+    built = manifest["embedder"]
+    if (built["name"], built["dim"]) != (embedder.name, embedder.dim):
+        raise IndexMismatchError(
+            f"index at {path} was built with model {built['name']} ({built['dim']} dims); this "
+            f"configuration uses {embedder.name} ({embedder.dim} dims): "
+            f"run `rag index --rebuild --index {path}`"
+        )
+    if manifest["chunker"] != config.chunker_settings():
+        raise IndexMismatchError(
+            f"index at {path} was built with chunker settings {manifest['chunker']}; this "
+            f"configuration uses {config.chunker_settings()}: run `rag index --rebuild --index {path}`"
+        )
+
+
 def load_snapshot(snapshot_dir: Path) -> Snapshot:
     """Read a snapshot and check that its files agree with each other."""
     manifest = read_manifest(snapshot_dir)
     rebuild_hint = "rebuild it with `rag index --rebuild`"
-    try:
-        vectors = faiss.read_index(str(snapshot_dir / FAISS_FILE))
-    except RuntimeError as error:
-        raise IndexCorruptError(
-            f"vector file {snapshot_dir / FAISS_FILE} is missing or damaged: {rebuild_hint}"
-        ) from error
-    chunk_by_faiss_id: dict[int, Chunk] = {}
+    vectors = {}
+    for name in (FAISS_FILE, SENTENCE_FAISS_FILE):
+        try:
+            vectors[name] = faiss.read_index(str(snapshot_dir / name))
+        except RuntimeError as error:
+            raise IndexCorruptError(
+                f"vector file {snapshot_dir / name} is missing or damaged: {rebuild_hint}"
+            ) from error
+    chunks: dict[int, StoredChunk] = {}
     try:
         with (snapshot_dir / CHUNKS_FILE).open(encoding="utf-8") as handle:
             for line in handle:
                 row = json.loads(line)
-                chunk_by_faiss_id[int(row["faiss_id"])] = Chunk.from_json(row)
+                chunks[int(row["faiss_id"])] = StoredChunk(
+                    chunk=Chunk.from_json(row),
+                    sentence_spans=tuple((start, end) for start, end, _ in row["sentences"]),
+                    sentence_ids=tuple(sentence_id for _, _, sentence_id in row["sentences"]),
+                )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise IndexCorruptError(
             f"chunk store {snapshot_dir / CHUNKS_FILE} is missing or damaged ({error}): {rebuild_hint}"
         ) from error
-    stored_ids = set(faiss.vector_to_array(vectors.id_map).tolist()) if vectors.ntotal else set()
-    if stored_ids != set(chunk_by_faiss_id) or manifest["counts"]["chunks"] != len(chunk_by_faiss_id):
+    try:
+        lexical = LexicalIndex.load(snapshot_dir / LEXICAL_DIR)
+    except (OSError, ValueError, KeyError) as error:
         raise IndexCorruptError(
-            f"index at {snapshot_dir} is inconsistent: {vectors.ntotal} vectors, "
-            f"{len(chunk_by_faiss_id)} stored chunks, manifest says {manifest['counts']['chunks']}: "
-            f"{rebuild_hint}"
+            f"BM25 index {snapshot_dir / LEXICAL_DIR} is missing or damaged ({error}): {rebuild_hint}"
+        ) from error
+    snapshot = Snapshot(manifest=manifest, chunk_vectors=vectors[FAISS_FILE],
+                        sentence_vectors=vectors[SENTENCE_FAISS_FILE], chunks=chunks, lexical=lexical)
+    _check_consistent(snapshot, snapshot_dir, rebuild_hint)
+    return snapshot
+
+
+def _check_consistent(snapshot: Snapshot, snapshot_dir: Path, rebuild_hint: str) -> None:
+    chunk_ids = set(_ids(snapshot.chunk_vectors))
+    sentence_ids = set(_ids(snapshot.sentence_vectors))
+    counts = snapshot.manifest["counts"]
+    if (chunk_ids != set(snapshot.chunks) or counts["chunks"] != len(snapshot.chunks)
+            or sentence_ids != set(snapshot.chunks_of_sentence) or counts["sentences"] != len(sentence_ids)
+            or snapshot.lexical.size != len(snapshot.chunks)):
+        raise IndexCorruptError(
+            f"index at {snapshot_dir} is inconsistent: {snapshot.chunk_vectors.ntotal} chunk vectors, "
+            f"{len(snapshot.chunks)} stored chunks, {snapshot.sentence_vectors.ntotal} sentence vectors, "
+            f"{snapshot.lexical.size} BM25 documents; the manifest says {counts['chunks']} chunks and "
+            f"{counts['sentences']} sentences: {rebuild_hint}"
         )
-    return Snapshot(manifest=manifest, vectors=vectors, chunk_by_faiss_id=chunk_by_faiss_id)
+
+
+def _ids(index: faiss.IndexIDMap2) -> list[int]:
+    return faiss.vector_to_array(index.id_map).tolist() if index.ntotal else []
 
 
 def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Path:
@@ -131,10 +208,15 @@ def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Path:
     staging = versions / f".staging-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
-        faiss.write_index(snapshot.vectors, str(staging / FAISS_FILE))
+        faiss.write_index(snapshot.chunk_vectors, str(staging / FAISS_FILE))
+        faiss.write_index(snapshot.sentence_vectors, str(staging / SENTENCE_FAISS_FILE))
         with (staging / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
-            for faiss_id, chunk in sorted(snapshot.chunk_by_faiss_id.items()):
-                handle.write(json.dumps({"faiss_id": faiss_id, **chunk.to_json()}, ensure_ascii=False) + "\n")
+            for faiss_id, stored in sorted(snapshot.chunks.items()):
+                sentences = [[start, end, sentence_id] for (start, end), sentence_id
+                             in zip(stored.sentence_spans, stored.sentence_ids, strict=True)]
+                row = {"faiss_id": faiss_id, **stored.chunk.to_json(), "sentences": sentences}
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        snapshot.lexical.save(staging / LEXICAL_DIR)
         (staging / MANIFEST_FILE).write_text(
             json.dumps(snapshot.manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
@@ -161,7 +243,7 @@ def _point_current_to(index_dir: Path, name: str) -> None:
 
 
 def _fsync_folder(folder: Path) -> None:
-    for path in folder.iterdir():
+    for path in folder.rglob("*"):
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
@@ -173,7 +255,7 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _prune_old_snapshots(versions: Path, keep: str) -> None:
-    """Delete all but the newest few snapshots, and staging folders left by crashed writers."""
+    """Delete all but the newest few snapshots (a reader may be between CURRENT and its files)."""
     snapshots = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
     old = [p for p in snapshots if p.name != keep][:-_KEEP_OLD_SNAPSHOTS or None]
     for path in old:
@@ -186,10 +268,3 @@ def remove_stale_staging(index_dir: Path) -> None:
     if versions.is_dir():
         for path in versions.glob(".staging-*"):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def vectors_of(index: faiss.IndexIDMap2, faiss_ids: list[int]) -> np.ndarray:
-    """The stored vectors for the given ids (flat indexes keep them exactly)."""
-    if not faiss_ids:
-        return np.zeros((0, index.d), dtype=np.float32)
-    return np.vstack([index.reconstruct(int(i)) for i in faiss_ids]).astype(np.float32)

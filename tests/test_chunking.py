@@ -1,12 +1,16 @@
 import pytest
 
 from rag import Config, HashingEmbedder, SentenceTransformerEmbedder, load_articles
-from rag.chunking import chunk_article, text_for_embedding
+from rag.chunking import split_article, text_for_embedding
 from rag.sentences import split_sentences
 
 from conftest import SEEDS
 
 ARTICLES = load_articles([SEEDS], Config()).articles
+
+
+def chunk_article(*args):
+    return split_article(*args).chunks
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +72,11 @@ def test_chunk_ids_are_stable_and_distinct(tokenizer_embedder):
     again = chunk_article(ARTICLES[0], tokenizer_embedder.count_tokens, 256, Config())
     assert [c.chunk_id for c in first] == [c.chunk_id for c in again]
     assert len({c.chunk_id for c in first}) == len(first)
+
+
+def test_each_sentence_is_listed_once_and_chunks_are_made_of_them(tokenizer_embedder):
+    article = ARTICLES[2]
+    split = split_article(article, tokenizer_embedder.count_tokens, 256, Config(chunk_tokens=100, overlap_sentences=1))
+    assert len(set(split.sentences)) == len(split.sentences)
+    for chunk, members in zip(split.chunks, split.chunk_sentences, strict=True):
+        assert split.sentences[members[0]][0] == chunk.start and split.sentences[members[-1]][1] == chunk.end

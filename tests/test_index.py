@@ -20,7 +20,7 @@ from rag import (
     build_index,
 )
 from rag.chunking import text_for_embedding
-from rag.store import current_snapshot_dir
+from rag.store import FORMAT_VERSION, current_snapshot_dir
 
 from conftest import CountingEmbedder
 
@@ -41,7 +41,8 @@ def hit_keys(hits):
 def test_build_reports_and_indexes_every_seed(fake_index, embedder):
     index = open_index(fake_index)
     assert [a.id for a in index.articles()] == sorted(p.stem for p in Path("seeds").glob("*.txt"))
-    assert index.manifest["counts"]["chunks"] == len(embedder.embedded)
+    counts = index.manifest["counts"]
+    assert counts["chunks"] + counts["sentences"] == len(embedder.embedded)
     assert all(a.chunks > 0 for a in index.articles())
 
 
@@ -52,18 +53,34 @@ def test_save_then_load_gives_identical_results(fake_index):
         assert hit_keys(first.search(query, k=10)) == hit_keys(second.search(query, k=10))
 
 
-def test_faiss_agrees_with_brute_force_numpy(fake_index):
-    index = open_index(fake_index)
-    chunks = list(index._snapshot.chunk_by_faiss_id.values())
+def brute_force(index: Index, query: str, sentence_weight: float) -> tuple[list[str], np.ndarray]:
+    """Dense scores of every chunk computed with numpy alone."""
     embedder = HashingEmbedder()
-    matrix = embedder.embed([text_for_embedding(c) for c in chunks])
+    stored = [index._snapshot.chunks[i] for i in sorted(index._snapshot.chunks)]
+    query_vector = embedder.embed([query])[0]
+    chunk_scores = embedder.embed([text_for_embedding(s.chunk) for s in stored]) @ query_vector
+    sentence_scores = np.array([
+        (embedder.embed([sentence_text(s, span) for span in s.sentence_spans]) @ query_vector).max()
+        for s in stored])
+    scores = (1 - sentence_weight) * chunk_scores + sentence_weight * sentence_scores
+    return [s.chunk.chunk_id for s in stored], scores
+
+
+def sentence_text(stored, span):
+    start, end = span
+    return stored.chunk.text[start - stored.chunk.start : end - stored.chunk.start]
+
+
+@pytest.mark.parametrize("sentence_weight", [0.0, 0.5, 1.0])
+def test_dense_search_agrees_with_brute_force_numpy(fake_index, sentence_weight):
+    config = Config(sentence_weight=sentence_weight, duplicate_similarity=1.0)
+    index = Index.open(fake_index, embedder=HashingEmbedder(), config=config)
     for query in ["General Department of Defence Industry ships", "Viettel leaders", "cyberspace sovereignty"]:
-        scores = matrix @ embedder.embed([query])[0]
+        chunk_ids, scores = brute_force(index, query, sentence_weight)
         order = np.argsort(-scores, kind="stable")[:8]
-        hits = index.search(query, k=8)
+        hits = index.search(query, k=8, retriever="dense")
         np.testing.assert_allclose([h.score for h in hits], scores[order], rtol=1e-5, atol=1e-6)
-        assert {h.chunk.chunk_id for h in hits if h.score > scores[order][-1] + 1e-6} <= {
-            chunks[i].chunk_id for i in order}
+        assert hits[0].chunk.chunk_id == chunk_ids[order[0]]
 
 
 def test_hits_carry_rank_and_offsets_into_the_file(fake_index, seeds_copy):
@@ -78,7 +95,8 @@ def test_adding_an_article_embeds_only_its_chunks(fake_index, seeds_copy, embedd
     (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
     report = build_index([seeds_copy], fake_index, embedder=embedder)
     assert report.added == ["005_new"] and len(report.unchanged) == 5
-    assert embedder.embedded and all("Hai Phong" in text or "patrol vessel" in text for text in embedder.embedded)
+    assert len(embedder.embedded) == report.chunks_embedded + report.sentences_embedded == 1 + 3
+    assert all(text.split("\n")[-1] in NEW_ARTICLE for text in embedder.embedded)
     assert open_index(fake_index).search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "005_new"
 
 
@@ -89,12 +107,12 @@ def test_adding_one_article_to_thousands_embeds_only_it(tmp_path):
         (folder / f"a{number:04d}.txt").write_text(f"Report number {number} on topic {number % 37}. It ends here.")
     embedder = CountingEmbedder()
     build_index([folder], tmp_path / "index", embedder=embedder)
-    assert len(embedder.embedded) == 2000
+    assert len(embedder.embedded) == 2000 * 3  # a chunk and two sentences each
     embedder.embedded.clear()
     (folder / "new.txt").write_text(NEW_ARTICLE)
     report = build_index([folder], tmp_path / "index", embedder=embedder)
     assert report.added == ["new"] and len(report.unchanged) == 2000
-    assert len(embedder.embedded) == report.chunks_embedded == 1
+    assert len(embedder.embedded) == report.chunks_embedded + report.sentences_embedded == 1 + 3
 
 
 def test_changed_article_is_replaced_and_removed_article_deleted(fake_index, seeds_copy, embedder):
@@ -107,11 +125,13 @@ def test_changed_article_is_replaced_and_removed_article_deleted(fake_index, see
     assert report.updated == ["003_62729c1e8f798b4f"]
     assert report.removed == ["004_0ad313e58527b596"]
     assert sorted(report.unchanged) == ["000_74a00811c9a9f887", "001_b4864911fd882270", "002_2158886989b67df7"]
-    assert all("Hoa Lac" in t or "Pham Minh Chinh" in t for t in embedder.embedded)
+    updated_text = changed.read_text(encoding="utf-8")
+    assert all(text.split("\n")[-1] in updated_text for text in embedder.embedded)
     index = open_index(fake_index)
-    article_ids = {c.article_id for c in index._snapshot.chunk_by_faiss_id.values()}
+    article_ids = {s.chunk.article_id for s in index._snapshot.chunks.values()}
     assert "004_0ad313e58527b596" not in article_ids
-    assert index._snapshot.vectors.ntotal == index.manifest["counts"]["chunks"]
+    assert index._snapshot.chunk_vectors.ntotal == index.manifest["counts"]["chunks"]
+    assert index._snapshot.sentence_vectors.ntotal == index.manifest["counts"]["sentences"]
     assert index.search("lighthouse keeper Quang Ninh", k=1)[0].chunk.article_id == "003_62729c1e8f798b4f"
 
 
@@ -140,7 +160,8 @@ def test_a_file_that_turns_bad_keeps_its_indexed_version(fake_index, seeds_copy,
 def test_rebuild_starts_from_scratch(fake_index, seeds_copy, embedder):
     embedder.embedded.clear()
     report = build_index([seeds_copy], fake_index, embedder=embedder, rebuild=True)
-    assert len(report.added) == 5 and len(embedder.embedded) == open_index(fake_index).manifest["counts"]["chunks"]
+    counts = open_index(fake_index).manifest["counts"]
+    assert len(report.added) == 5 and len(embedder.embedded) == counts["chunks"] + counts["sentences"]
 
 
 class ExplodingEmbedder(HashingEmbedder):
@@ -276,7 +297,7 @@ def test_unknown_format_version_is_refused(fake_index):
     manifest = json.loads(manifest_path.read_text())
     manifest["format_version"] = 99
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(IndexCorruptError, match=r"format version 99; this version of rag reads format 1: rebuild"):
+    with pytest.raises(IndexCorruptError, match=rf"format version 99; this version of rag reads format {FORMAT_VERSION}: rebuild"):
         open_index(fake_index)
 
 
@@ -287,7 +308,9 @@ def test_unknown_format_version_is_refused(fake_index):
         (lambda d: (d / "chunks.faiss").write_bytes(b"garbage"), r"vector file .*chunks.faiss is missing or damaged"),
         (lambda d: (d / "chunks.jsonl").write_text("{not json"), r"chunk store .*chunks.jsonl is missing or damaged"),
         (lambda d: (d / "manifest.json").unlink(), r"index manifest .*manifest.json is missing or damaged"),
-        (lambda d: (d / "chunks.jsonl").write_text(""), r"is inconsistent: \d+ vectors, 0 stored chunks"),
+        (lambda d: (d / "chunks.jsonl").write_text(""), r"is inconsistent: \d+ chunk vectors, 0 stored chunks"),
+        (lambda d: (d / "sentences.faiss").unlink(), r"vector file .*sentences.faiss is missing or damaged"),
+        (lambda d: shutil.rmtree(d / "bm25"), r"BM25 index .*bm25 is missing or damaged"),
         (lambda d: shutil.rmtree(d), r"points to a missing snapshot"),
     ],
 )

@@ -1,0 +1,145 @@
+"""Retrieval evaluation on any dataset in BEIR format, scored with pytrec_eval.
+
+A BEIR folder holds `corpus.jsonl` (or `.jsonl.gz`), `queries.jsonl` and `qrels/<split>.tsv`.
+Each document becomes one article (its title, then its text); the index is built once in a
+cache folder keyed by the corpus hash and every setting it depends on, then reused.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytrec_eval
+
+from rag.config import Config
+from rag.embedders import Embedder
+from rag.errors import RagError
+from rag.index import Index
+from rag.indexing import ProgressCallback, index_articles
+from rag.records import Article
+from rag.retrieval import RETRIEVERS, Retriever
+from rag.store import CURRENT_FILE, FORMAT_VERSION
+
+log = logging.getLogger(__name__)
+
+_MEASURES = {"ndcg_cut_10": "ndcg@10", "recall_100": "recall@100"}
+_RANKED_ARTICLES = 100
+
+
+def corpus_path(dataset: Path) -> Path:
+    for name in ("corpus.jsonl", "corpus.jsonl.gz"):
+        if (dataset / name).is_file():
+            return dataset / name
+    raise RagError(f"{dataset} holds no corpus.jsonl or corpus.jsonl.gz: is it a BEIR dataset folder?")
+
+
+def load_corpus(path: Path) -> list[Article]:
+    """BEIR documents as articles: title, then a blank line, then the text (the body)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    articles = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            title = " ".join(str(row.get("title") or "").split())
+            body = str(row.get("text") or "").strip()
+            if not body:
+                continue
+            text = f"{title}\n\n{body}" if title else body
+            articles.append(Article(
+                id=str(row["_id"]), title=title or body[:100], date=None, text=text,
+                body_start=len(text) - len(body), source=path,
+                content_hash=hashlib.sha256(text.encode()).hexdigest(),
+            ))
+    return articles
+
+
+def load_queries(dataset: Path, qrels: dict[str, dict[str, int]]) -> dict[str, str]:
+    queries = {}
+    with (dataset / "queries.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            if str(row["_id"]) in qrels:
+                queries[str(row["_id"])] = row["text"]
+    return queries
+
+
+def load_qrels(dataset: Path, split: str) -> dict[str, dict[str, int]]:
+    path = dataset / "qrels" / f"{split}.tsv"
+    if not path.is_file():
+        raise RagError(f"no relevance judgements at {path}: choose a split that the dataset has")
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8") as handle:
+        next(handle)  # header
+        for line in handle:
+            query_id, doc_id, score = line.rstrip("\n").split("\t")
+            qrels.setdefault(query_id, {})[doc_id] = int(score)
+    return qrels
+
+
+def cached_index(dataset: Path, cache: Path, embedder: Embedder, config: Config,
+                 progress: ProgressCallback | None = None) -> Index:
+    """Open the dataset's index from the cache, building it first if needed."""
+    corpus = corpus_path(dataset)
+    key = hashlib.sha256()
+    key.update(corpus.read_bytes())
+    key.update(json.dumps([FORMAT_VERSION, embedder.name, embedder.dim, config.chunker_settings()]).encode())
+    path = cache / f"{dataset.name}-{key.hexdigest()[:16]}"
+    if not (path / CURRENT_FILE).exists():
+        log.info("building the %s index in %s", dataset.name, path)
+        index_articles(load_corpus(corpus), path, embedder, config, progress=progress)
+    return Index.open(path, embedder=embedder, config=config)
+
+
+def evaluate_beir(dataset: Path, split: str, cache: Path, embedder: Embedder, config: Config | None = None,
+                  progress: ProgressCallback | None = None,
+                  on_query: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """nDCG@10, Recall@100 and MRR@10 for BM25, dense and hybrid retrieval, with latencies."""
+    config = config or Config()
+    qrels = load_qrels(dataset, split)
+    queries = load_queries(dataset, qrels)
+    index = cached_index(dataset, cache, embedder, config, progress)
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(_MEASURES) | {"recip_rank"})
+    runs: dict[str, Any] = {}
+    for number, retriever in enumerate(RETRIEVERS):
+        run, latencies = _run(index, queries, retriever)
+        if on_query:
+            on_query(number + 1, len(RETRIEVERS))
+        per_query = evaluator.evaluate(run)
+        mrr_at_10 = evaluator.evaluate({q: dict(sorted(r.items(), key=lambda kv: -kv[1])[:10]) for q, r in run.items()})
+        runs[retriever] = {
+            **{name: _mean(per_query, measure, queries) for measure, name in _MEASURES.items()},
+            "mrr@10": _mean(mrr_at_10, "recip_rank", queries),
+            "p50_ms": float(np.percentile(latencies, 50)),
+            "p95_ms": float(np.percentile(latencies, 95)),
+        }
+    return {"dataset": dataset.name, "split": split, "queries": len(queries),
+            "runs": {name: runs[name] for name in ("bm25", "dense", "hybrid")}}
+
+
+def _run(index: Index, queries: dict[str, str], retriever: Retriever) -> tuple[dict[str, dict[str, float]], list[float]]:
+    run: dict[str, dict[str, float]] = {}
+    latencies = []
+    for query_id, text in queries.items():
+        started = time.perf_counter()
+        hits = index.search(text, k=2 * _RANKED_ARTICLES, retriever=retriever)
+        latencies.append((time.perf_counter() - started) * 1000)
+        ranking: dict[str, float] = {}
+        for hit in hits:
+            for chunk in (hit.chunk, *hit.corroborating):
+                if chunk.article_id not in ranking and len(ranking) < _RANKED_ARTICLES:
+                    ranking[chunk.article_id] = float(_RANKED_ARTICLES - len(ranking))
+        run[query_id] = ranking
+    return run, latencies
+
+
+def _mean(per_query: dict[str, dict[str, float]], measure: str, queries: dict[str, str]) -> float:
+    """Mean over every judged query; one that retrieved nothing counts as 0."""
+    return float(np.mean([per_query.get(q, {}).get(measure, 0.0) for q in queries])) if queries else 0.0

@@ -1,0 +1,275 @@
+"""Building and incrementally updating an index directory from article files.
+
+New articles are added, changed ones (by content hash) replaced, and articles whose file was
+under one of the given sources but is gone are removed; unchanged articles are not
+re-embedded. The whole update runs under the index's write lock and ends with one atomic
+snapshot swap, so a crash at any point leaves the previous index live.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from filelock import FileLock, Timeout
+
+from rag.articles import LoadReport, load_articles
+from rag.chunking import ChunkedArticle, split_article, text_for_embedding
+from rag.config import Config
+from rag.embedders import Embedder, default_embedder
+from rag.errors import IndexBusyError
+from rag.lexical import LexicalIndex
+from rag.records import Article
+from rag.store import (
+    CURRENT_FILE,
+    FORMAT_VERSION,
+    LOCK_FILE,
+    Snapshot,
+    StoredChunk,
+    check_compatible,
+    current_snapshot_dir,
+    empty_vectors,
+    load_snapshot,
+    remove_stale_staging,
+    write_snapshot,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDEX_DIR = Path("index")
+ProgressCallback = Callable[[int, int], None]
+"""Called as progress(done, total) while texts are embedded."""
+
+_EMBED_BATCH = 512  # texts per encoder call: the encoder sorts each call's texts by length
+
+
+@dataclass
+class UpdateReport:
+    """What an update did, article by article. `failed` holds one message per bad file."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    chunks_embedded: int = 0
+    sentences_embedded: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
+            f"{len(self.unchanged)} unchanged, {len(self.failed)} failed "
+            f"({self.chunks_embedded} chunks, {self.sentences_embedded} sentences embedded)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "chunks_embedded": self.chunks_embedded,
+            "sentences_embedded": self.sentences_embedded,
+        }
+
+
+def build_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_DIR,
+                embedder: Embedder | None = None, config: Config | None = None, rebuild: bool = False,
+                progress: ProgressCallback | None = None, lock_timeout: float = 60.0) -> UpdateReport:
+    """Create or incrementally update the index at `path` from article files and folders.
+
+    A file that fails to read is reported in `failed` and keeps its previous version in the
+    index. A second writer waits up to `lock_timeout` seconds, then gets IndexBusyError.
+    """
+    path = Path(path)
+    embedder = embedder or default_embedder()
+    config = config or Config()
+    path.mkdir(parents=True, exist_ok=True)
+    with _write_lock(path, lock_timeout):
+        roots = [Path(source).resolve() for source in sources]
+        return _update_locked(load_articles(roots, config), roots, path, embedder, config, rebuild, progress)
+
+
+def index_articles(articles: Sequence[Article], path: str | Path, embedder: Embedder,
+                   config: Config | None = None, progress: ProgressCallback | None = None,
+                   lock_timeout: float = 60.0) -> UpdateReport:
+    """Add or replace articles made in memory (a benchmark corpus, say); removes nothing."""
+    path = Path(path)
+    config = config or Config()
+    path.mkdir(parents=True, exist_ok=True)
+    with _write_lock(path, lock_timeout):
+        return _update_locked(LoadReport(articles=list(articles)), [], path, embedder, config, False, progress)
+
+
+@contextmanager
+def _write_lock(path: Path, timeout: float) -> Iterator[None]:
+    """Hold the index's write lock; a writer that died left only staging folders to clear."""
+    lock = FileLock(str(path / LOCK_FILE))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise IndexBusyError(
+            f"another process is updating the index at {path} (lock {path / LOCK_FILE} held for "
+            f"{timeout:g} s): wait for it to finish and try again"
+        ) from None
+    try:
+        remove_stale_staging(path)
+        yield
+    finally:
+        lock.release()
+
+
+def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: Embedder, config: Config,
+                   rebuild: bool, progress: ProgressCallback | None) -> UpdateReport:
+    report = UpdateReport(failed=list(loaded.failures.values()), skipped=loaded.skipped)
+    previous = None if rebuild else _current_or_none(path, embedder, config)
+    old_entries: dict[str, dict[str, Any]] = previous.manifest["articles"] if previous else {}
+
+    entries = dict(old_entries)
+    to_embed: list[Article] = []
+    for article in loaded.articles:
+        old = old_entries.get(article.id)
+        if old is None or old["content_hash"] != article.content_hash:
+            (report.added if old is None else report.updated).append(article.id)
+            to_embed.append(article)
+            entries[article.id] = _entry(article)
+        else:
+            report.unchanged.append(article.id)
+            entries[article.id] = {**old, "source": str(article.source)}
+    found = {article.id for article in loaded.articles}
+    for article_id, entry in old_entries.items():
+        source = Path(entry["source"])
+        if article_id not in found and source not in loaded.failures and _is_under(source, roots):
+            report.removed.append(article_id)
+            del entries[article_id]
+    if previous is not None and not report.changed:
+        return report
+
+    split = [split_article(article, embedder.count_tokens, embedder.max_tokens, config) for article in to_embed]
+    chunk_texts = [text_for_embedding(chunk) for part in split for chunk in part.chunks]
+    sentence_texts = [article.text[start:end] for article, part in zip(to_embed, split, strict=True)
+                      for start, end in part.sentences]
+    vectors = _embed(chunk_texts + sentence_texts, embedder, progress)
+    report.chunks_embedded, report.sentences_embedded = len(chunk_texts), len(sentence_texts)
+
+    snapshot = _next_snapshot(previous, split, vectors[: len(chunk_texts)], vectors[len(chunk_texts):],
+                              gone=set(report.removed) | set(report.updated), embedder=embedder,
+                              config=config, entries=entries)
+    write_snapshot(path, snapshot)
+    log.info("index %s updated: %s", path, report.summary())
+    return report
+
+
+def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk_vectors: np.ndarray,
+                   sentence_vectors: np.ndarray, gone: set[str], embedder: Embedder, config: Config,
+                   entries: dict[str, dict[str, Any]]) -> Snapshot:
+    """The previous snapshot minus the articles in `gone`, plus the newly split ones."""
+    if previous is None:
+        chunk_index, sentence_index = empty_vectors(embedder.dim), empty_vectors(embedder.dim)
+        chunks: dict[int, StoredChunk] = {}
+        next_chunk_id = next_sentence_id = 0
+    else:
+        chunk_index = faiss.clone_index(previous.chunk_vectors)
+        sentence_index = faiss.clone_index(previous.sentence_vectors)
+        stale = {chunk_id: stored for chunk_id, stored in previous.chunks.items() if stored.chunk.article_id in gone}
+        if stale:
+            chunk_index.remove_ids(np.array(sorted(stale), dtype=np.int64))
+            stale_sentences = {s for stored in stale.values() for s in stored.sentence_ids}
+            sentence_index.remove_ids(np.array(sorted(stale_sentences), dtype=np.int64))
+        chunks = {chunk_id: stored for chunk_id, stored in previous.chunks.items() if chunk_id not in stale}
+        next_chunk_id = previous.manifest["next_ids"]["chunk"]
+        next_sentence_id = previous.manifest["next_ids"]["sentence"]
+
+    new_chunk_ids = np.arange(next_chunk_id, next_chunk_id + len(chunk_vectors), dtype=np.int64)
+    new_sentence_ids = np.arange(next_sentence_id, next_sentence_id + len(sentence_vectors), dtype=np.int64)
+    if len(new_chunk_ids):
+        chunk_index.add_with_ids(chunk_vectors, new_chunk_ids)
+        sentence_index.add_with_ids(sentence_vectors, new_sentence_ids)
+    chunk_cursor, sentence_cursor = next_chunk_id, next_sentence_id
+    for part in split:
+        for chunk, members in zip(part.chunks, part.chunk_sentences, strict=True):
+            chunks[chunk_cursor] = StoredChunk(
+                chunk=chunk,
+                sentence_spans=tuple(part.sentences[i] for i in members),
+                sentence_ids=tuple(sentence_cursor + i for i in members),
+            )
+            chunk_cursor += 1
+        sentence_cursor += len(part.sentences)
+
+    chunk_counts: dict[str, int] = {}
+    for stored in chunks.values():
+        chunk_counts[stored.chunk.article_id] = chunk_counts.get(stored.chunk.article_id, 0) + 1
+    for article_id, entry in entries.items():
+        entry["chunks"] = chunk_counts.get(article_id, 0)
+    ordered = [chunks[chunk_id].chunk for chunk_id in sorted(chunks)]
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "embedder": {"name": embedder.name, "dim": embedder.dim, "max_tokens": embedder.max_tokens,
+                     "normalization": "l2", "metric": "inner_product"},
+        "chunker": config.chunker_settings(),
+        "lexical": {"library": "bm25s", **LexicalIndex.PARAMS, "fields": "title x2 + chunk text"},
+        "articles": dict(sorted(entries.items())),
+        "counts": {"articles": len(entries), "chunks": len(chunks), "sentences": sentence_index.ntotal},
+        "next_ids": {"chunk": chunk_cursor, "sentence": sentence_cursor},
+        "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "library_versions": {name: _version(name) for name in
+                             ("rag", "faiss-cpu", "numpy", "bm25s", "PyStemmer", "sentence-transformers")},
+    }
+    return Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index,
+                    chunks=chunks, lexical=LexicalIndex.build(ordered))
+
+
+def _entry(article: Article) -> dict[str, Any]:
+    return {
+        "title": article.title,
+        "date": article.date.isoformat() if article.date else None,
+        "source": str(article.source),
+        "content_hash": article.content_hash,
+    }
+
+
+def _current_or_none(path: Path, embedder: Embedder, config: Config) -> Snapshot | None:
+    if not (path / CURRENT_FILE).exists():
+        return None
+    snapshot = load_snapshot(current_snapshot_dir(path))
+    check_compatible(snapshot.manifest, embedder, config, path)
+    return snapshot
+
+
+def _embed(texts: list[str], embedder: Embedder, progress: ProgressCallback | None) -> np.ndarray:
+    parts = []
+    if progress:
+        progress(0, len(texts))
+    for start in range(0, len(texts), _EMBED_BATCH):
+        parts.append(embedder.embed(texts[start : start + _EMBED_BATCH]))
+        if progress:
+            progress(min(start + _EMBED_BATCH, len(texts)), len(texts))
+    if not parts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    return np.ascontiguousarray(np.vstack(parts), dtype=np.float32)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _is_under(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)

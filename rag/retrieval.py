@@ -1,0 +1,184 @@
+"""Hybrid ranking of chunks: BM25 fused with dense scores at chunk and sentence granularity.
+
+Each retriever proposes candidates (filters applied inside it, before any cut); every
+candidate then gets exact features: its chunk cosine, the best cosine among its sentences,
+and its BM25 score. Dense = mix of the two cosines; hybrid = z-scored convex combination of
+dense and BM25 (or reciprocal-rank fusion). Passages of different articles whose best
+sentences for the query say the same thing (two outlets reporting one meeting) are collapsed
+into one hit that lists the other outlet as corroborating.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+import faiss
+import numpy as np
+
+from rag.config import Config
+from rag.records import Chunk, Hit
+from rag.store import Snapshot
+
+Retriever = Literal["hybrid", "dense", "bm25"]
+RETRIEVERS: tuple[Retriever, ...] = ("hybrid", "dense", "bm25")
+_RRF_K = 60
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Which chunks a search may return. A date bound excludes undated articles unless
+    `include_undated` is set."""
+
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    articles: frozenset[str] | None = None
+    include_undated: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.articles is not None or self.has_date_bound
+
+    @property
+    def has_date_bound(self) -> bool:
+        return self.date_from is not None or self.date_to is not None
+
+    def admits(self, chunk: Chunk) -> bool:
+        if self.articles is not None and chunk.article_id not in self.articles:
+            return False
+        if not self.has_date_bound:
+            return True
+        if chunk.date is None:
+            return self.include_undated
+        return (self.date_from is None or chunk.date >= self.date_from) and (
+            self.date_to is None or chunk.date <= self.date_to)
+
+
+def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray, query_terms: list[str], k: int,
+                search_filter: SearchFilter, config: Config, retriever: Retriever = "hybrid") -> list[Hit]:
+    """The k best chunks for a query, best first, near-duplicates collapsed."""
+    allowed = _allowed_chunk_ids(snapshot, search_filter)
+    if allowed is not None and not len(allowed):
+        return []
+    depth = max(config.candidates, 4 * k)
+    lexical_all = snapshot.lexical.scores(query_terms, _mask(snapshot, allowed))
+    proposals: list[np.ndarray] = []
+    if retriever in ("hybrid", "dense"):
+        proposals += _dense_candidates(snapshot, query_vector, depth, allowed)
+    if retriever in ("hybrid", "bm25"):
+        proposals.append(_lexical_candidates(snapshot, lexical_all, depth))
+    candidates = np.unique(np.concatenate(proposals)) if proposals else np.zeros(0, dtype=np.int64)
+    if not len(candidates):
+        return []
+
+    lexical = lexical_all[np.searchsorted(snapshot.chunk_ids, candidates)]
+    chunk_scores = snapshot.chunk_vectors.reconstruct_batch(candidates) @ query_vector
+    sentence_scores, best_sentences = _best_sentences(snapshot, candidates, query_vector)
+    dense = (1 - config.sentence_weight) * chunk_scores + config.sentence_weight * sentence_scores
+    if retriever == "dense":
+        scores = dense
+    elif retriever == "bm25":
+        scores = lexical
+    else:
+        scores = _fuse(dense, lexical, config)
+    order = np.argsort(-scores, kind="stable")
+    return _collapse_duplicates(snapshot, candidates[order], scores[order], best_sentences[order], k, config)
+
+
+def _allowed_chunk_ids(snapshot: Snapshot, search_filter: SearchFilter) -> np.ndarray | None:
+    if not search_filter.active:
+        return None
+    return np.array([chunk_id for chunk_id in snapshot.chunk_ids.tolist()
+                     if search_filter.admits(snapshot.chunks[chunk_id].chunk)], dtype=np.int64)
+
+
+def _mask(snapshot: Snapshot, allowed: np.ndarray | None) -> np.ndarray | None:
+    if allowed is None:
+        return None
+    mask = np.zeros(len(snapshot.chunk_ids), dtype=bool)
+    mask[np.searchsorted(snapshot.chunk_ids, allowed)] = True
+    return mask
+
+
+def _dense_candidates(snapshot: Snapshot, query_vector: np.ndarray, depth: int,
+                      allowed: np.ndarray | None) -> list[np.ndarray]:
+    query = query_vector.reshape(1, -1)
+    chunk_params = sentence_params = None
+    if allowed is not None:
+        chunk_params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        sentence_ids = np.array([s for c in allowed.tolist() for s in snapshot.chunks[c].sentence_ids],
+                                dtype=np.int64)
+        sentence_params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(sentence_ids))
+    _, chunk_ids = snapshot.chunk_vectors.search(
+        query, min(depth, snapshot.chunk_vectors.ntotal), params=chunk_params)
+    _, sentence_ids = snapshot.sentence_vectors.search(
+        query, min(2 * depth, snapshot.sentence_vectors.ntotal), params=sentence_params)
+    owners = snapshot.chunks_of_sentence
+    via_sentences = [c for s in sentence_ids[0].tolist() if s >= 0 for c in owners[s]]
+    allowed_set = None if allowed is None else set(allowed.tolist())
+    if allowed_set is not None:  # a sentence may sit in an admitted chunk and in one that is not
+        via_sentences = [c for c in via_sentences if c in allowed_set]
+    return [chunk_ids[0][chunk_ids[0] >= 0], np.array(via_sentences, dtype=np.int64)]
+
+
+def _lexical_candidates(snapshot: Snapshot, lexical_all: np.ndarray, depth: int) -> np.ndarray:
+    positive = np.flatnonzero(lexical_all > 0)
+    if len(positive) > depth:
+        positive = positive[np.argpartition(-lexical_all[positive], depth - 1)[:depth]]
+    return snapshot.chunk_ids[positive]
+
+
+def _best_sentences(snapshot: Snapshot, candidates: np.ndarray,
+                    query_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each candidate chunk: the best cosine among its sentences, and that sentence's id."""
+    sentence_lists = [snapshot.chunks[c].sentence_ids for c in candidates.tolist()]
+    flat = np.array([s for ids in sentence_lists for s in ids], dtype=np.int64)
+    scores = snapshot.sentence_vectors.reconstruct_batch(flat) @ query_vector
+    starts = np.cumsum([0] + [len(ids) for ids in sentence_lists])[:-1]
+    best = np.maximum.reduceat(scores, starts)
+    best_ids = np.array([flat[start + int(np.argmax(scores[start : start + len(ids)]))]
+                         for start, ids in zip(starts.tolist(), sentence_lists, strict=True)], dtype=np.int64)
+    return best.astype(np.float32), best_ids
+
+
+def _fuse(dense: np.ndarray, lexical: np.ndarray, config: Config) -> np.ndarray:
+    if config.fusion == "rrf":
+        return _reciprocal_ranks(dense) + _reciprocal_ranks(lexical) * (lexical > 0)
+    return (1 - config.lexical_weight) * _zscore(dense) + config.lexical_weight * _zscore(lexical)
+
+
+def _zscore(values: np.ndarray) -> np.ndarray:
+    spread = values.std()
+    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
+
+
+def _reciprocal_ranks(values: np.ndarray) -> np.ndarray:
+    ranks = np.empty(len(values))
+    ranks[np.argsort(-values, kind="stable")] = np.arange(1, len(values) + 1)
+    return 1.0 / (_RRF_K + ranks)
+
+
+def _collapse_duplicates(snapshot: Snapshot, ranked: np.ndarray, scores: np.ndarray, best_sentences: np.ndarray,
+                         k: int, config: Config) -> list[Hit]:
+    """Walk the ranking; a passage whose best sentence nearly repeats that of a kept passage
+    from another article joins it as a corroborating source instead of taking a slot."""
+    vectors = snapshot.sentence_vectors.reconstruct_batch(best_sentences)
+    kept: list[int] = []
+    corroborating: dict[int, list[Chunk]] = {}
+    for position, chunk_id in enumerate(ranked.tolist()):
+        chunk = snapshot.chunks[chunk_id].chunk
+        twin = next((i for i in kept
+                     if snapshot.chunks[int(ranked[i])].chunk.article_id != chunk.article_id
+                     and float(vectors[i] @ vectors[position]) >= config.duplicate_similarity), None)
+        if twin is not None:
+            others = corroborating.setdefault(twin, [])
+            if all(other.article_id != chunk.article_id for other in others):
+                others.append(chunk)
+            continue
+        if len(kept) == k:
+            break
+        kept.append(position)
+    return [Hit(chunk=snapshot.chunks[int(ranked[i])].chunk, score=float(scores[i]), rank=rank,
+                corroborating=tuple(corroborating.get(i, ())))
+            for rank, i in enumerate(kept, start=1)]
