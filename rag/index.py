@@ -122,8 +122,8 @@ class Index:
         snapshot = self._snapshot
         if not snapshot.chunks:
             return []
-        return rank_chunks(snapshot, self.embed_query(query), terms(query), k, search_filter, self.config,
-                           retriever)
+        query_vector = None if retriever == "bm25" else self.embed_query(query)
+        return rank_chunks(snapshot, query_vector, terms(query), k, search_filter, self.config, retriever)
 
     def ask(self, question: str, k: int = 5, *, date_from: dt.date | None = None,
             date_to: dt.date | None = None, articles: Iterable[str] | None = None,

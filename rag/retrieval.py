@@ -55,9 +55,13 @@ class SearchFilter:
             self.date_to is None or chunk.date <= self.date_to)
 
 
-def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray, query_terms: list[str], k: int,
+def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray | None, query_terms: list[str], k: int,
                 search_filter: SearchFilter, config: Config, retriever: Retriever = "hybrid") -> list[Hit]:
-    """The k best chunks for a query, best first, near-duplicates collapsed."""
+    """The k best chunks for a query, best first, near-duplicates collapsed.
+
+    `retriever="bm25"` is BM25 alone (no query vector needed, nothing collapsed), for
+    comparison with the other two.
+    """
     allowed = _allowed_chunk_ids(snapshot, search_filter)
     if allowed is not None and not len(allowed):
         return []
@@ -73,15 +77,14 @@ def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray, query_terms: list[
         return []
 
     lexical = lexical_all[np.searchsorted(snapshot.chunk_ids, candidates)]
+    if retriever == "bm25":
+        order = np.argsort(-lexical, kind="stable")[:k]
+        return [Hit(chunk=snapshot.chunks[int(c)].chunk, score=float(s), rank=rank)
+                for rank, (c, s) in enumerate(zip(candidates[order], lexical[order], strict=True), start=1)]
     chunk_scores = snapshot.chunk_vectors.reconstruct_batch(candidates) @ query_vector
     sentence_scores, best_sentences = _best_sentences(snapshot, candidates, query_vector)
     dense = (1 - config.sentence_weight) * chunk_scores + config.sentence_weight * sentence_scores
-    if retriever == "dense":
-        scores = dense
-    elif retriever == "bm25":
-        scores = lexical
-    else:
-        scores = _fuse(dense, lexical, config)
+    scores = dense if retriever == "dense" else _fuse(dense, lexical, config)
     order = np.argsort(-scores, kind="stable")
     return _collapse_duplicates(snapshot, candidates[order], scores[order], best_sentences[order], k, config)
 

@@ -1,0 +1,142 @@
+"""Extractive answers: verbatim cited sentences, honest abstention, the dev-set targets."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag import Config, HashingEmbedder, Index, QueryError
+from rag.answering import NOT_ANSWERED
+from rag.evaluation import evaluate_answers, load_questions
+
+from conftest import DATA, SEEDS
+
+
+def file_text(article_id: str) -> str:
+    return (SEEDS / f"{article_id}.txt").read_bytes().decode("utf-8")
+
+
+def assert_verbatim_and_cited(answer):
+    """Every answer sentence is a quote of the passage it cites, at the cited offsets."""
+    assert answer.sentences and answer.citations
+    by_number = {c.n: c for c in answer.citations}
+    for sentence in answer.sentences:
+        assert sentence.citations and sentence.supported
+        first = by_number[sentence.citations[0]]
+        assert sentence.text == first.quote
+        for number in sentence.citations:
+            citation = by_number[number]
+            assert file_text(citation.article_id)[citation.start : citation.end] == citation.quote
+            offset = citation.start - citation.passage_start
+            assert citation.passage[offset : offset + len(citation.quote)] == citation.quote
+        assert f"{sentence.text} " + "".join(f"[{n}]" for n in sentence.citations) in answer.answer
+
+
+@pytest.fixture
+def fake(fake_index):
+    return Index.open(fake_index, embedder=HashingEmbedder())
+
+
+def test_answer_record_is_json_with_the_documented_keys(fake):
+    record = json.loads(json.dumps(fake.ask("How many ships has the General Department of Defence Industry built?").to_json()))
+    assert {"question", "answer", "abstained", "mode", "citations", "related", "timings"} <= set(record)
+    assert record["mode"] == "extractive"
+    for citation in record["citations"]:
+        assert {"n", "article_id", "title", "date", "chunk_id", "quote", "start", "end"} <= set(citation)
+    assert {"retrieval_ms", "answer_ms", "total_ms"} <= set(record["timings"])
+
+
+def test_fake_model_answers_are_verbatim_too(fake):
+    answer = fake.ask("How many military vessels has the General Department of Defence Industry repaired?")
+    assert not answer.abstained
+    assert_verbatim_and_cited(answer)
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [("", "the question is empty"), (" \t\n", "the question is empty"),
+     ("why " * 600, "characters long; the limit is 2000")],
+)
+def test_bad_questions_get_a_clear_error(fake, question, message):
+    with pytest.raises(QueryError, match=message):
+        fake.ask(question)
+
+
+@pytest.mark.parametrize("question", ["asdkjh qwe zxcmnb", "Quelle est la population du Vietnam ?", "???", "Ai là Tổng Bí thư?"])
+def test_nonsense_and_foreign_questions_abstain_gracefully(fake, question):
+    answer = fake.ask(question)
+    assert answer.abstained and answer.answer == NOT_ANSWERED and not answer.citations
+
+
+def test_abstention_lists_related_passages_not_citations(fake):
+    answer = fake.ask("What is the capital of Australia?")
+    assert answer.abstained and not answer.citations and not answer.sentences
+    assert len(answer.related) == 3
+
+
+def test_a_stricter_threshold_abstains_where_the_default_answers(fake_index):
+    question = "How many military vessels has the General Department of Defence Industry repaired?"
+    assert not Index.open(fake_index, embedder=HashingEmbedder()).ask(question).abstained
+    strict = Index.open(fake_index, embedder=HashingEmbedder(), config=Config(abstain_passage_coverage=1.0))
+    assert strict.ask("How many submarines were repaired by the department?").abstained
+
+
+
+@pytest.fixture(scope="module")
+def real(real_index, real_embedder):
+    return Index.open(real_index, embedder=real_embedder)
+
+
+@pytest.mark.model
+def test_every_dev_answer_is_verbatim_from_what_it_cites(real):
+    for question in load_questions(DATA / "seeds_dev.jsonl"):
+        answer = real.ask(question.question)
+        if not answer.abstained:
+            assert_verbatim_and_cited(answer)
+
+
+@pytest.mark.model
+def test_dev_targets(real):
+    figures = evaluate_answers(real, load_questions(DATA / "seeds_dev.jsonl"))
+    assert figures["gold_in_answer"] >= 0.9
+    assert figures["unanswerable_abstained"] == 1.0
+    assert figures["answerable_abstained"] == 0.0
+
+
+@pytest.mark.model
+def test_own_unanswerable_questions_are_all_abstained(real):
+    figures = evaluate_answers(real, load_questions(DATA / "unanswerable.jsonl"))
+    assert figures["unanswerable_abstained"] == 1.0, figures["failures"]
+
+
+@pytest.mark.model
+def test_to_lam_title_question(real):
+    answer = real.ask("What title did To Lam present to the General Department of Defence Industry?")
+    assert not answer.abstained
+    first = answer.citations[0]
+    assert first.article_id == "004_0ad313e58527b596"
+    assert "Hero of the People’s Armed Forces" in first.quote
+    assert file_text(first.article_id)[first.start : first.end] == first.quote
+
+
+@pytest.mark.model
+def test_budget_question_says_the_articles_do_not_say(real):
+    answer = real.ask("What is Vietnam's defence budget for 2026?")
+    assert answer.abstained and answer.answer == NOT_ANSWERED and not answer.citations and answer.related
+
+
+@pytest.mark.model
+def test_a_statement_reported_by_two_outlets_is_said_once_citing_both(real):
+    answer = real.ask("What has the army mastered in high-tech defense products?")
+    assert_verbatim_and_cited(answer)
+    cited_articles = {c.article_id for c in answer.citations if c.n in answer.sentences[0].citations}
+    assert cited_articles == {"002_2158886989b67df7", "003_62729c1e8f798b4f"}
+
+
+@pytest.mark.model
+def test_hybrid_search_collapses_the_other_outlet_into_corroboration(real):
+    hits = real.search("What did the army master in high-tech defence products?", k=5)
+    outlets = [h.chunk.article_id for h in hits if h.chunk.article_id in ("002_2158886989b67df7", "003_62729c1e8f798b4f")]
+    assert len(outlets) == 1
+    top = next(h for h in hits if h.chunk.article_id in outlets)
+    assert {c.article_id for c in top.corroborating} == {"002_2158886989b67df7", "003_62729c1e8f798b4f"} - set(outlets)

@@ -1,0 +1,92 @@
+"""Hybrid search on the hashing fake: filters, retrievers, fusion, the lexical index."""
+
+import datetime as dt
+import json
+
+import pytest
+
+from rag import Config, HashingEmbedder, Index, QueryError
+from rag.store import current_snapshot_dir
+
+UNDATED = {"003_62729c1e8f798b4f", "004_0ad313e58527b596"}
+
+
+def open_index(path, **config):
+    return Index.open(path, embedder=HashingEmbedder(), config=Config(**config))
+
+
+def test_article_filter_applies_before_the_cut(fake_index):
+    index = open_index(fake_index)
+    total = next(a.chunks for a in index.articles() if a.id == "003_62729c1e8f798b4f")
+    hits = index.search("defence industry", k=total, articles=["003_62729c1e8f798b4f"])
+    assert len(hits) == total and {h.chunk.article_id for h in hits} == {"003_62729c1e8f798b4f"}
+
+
+@pytest.mark.parametrize("retriever", ["hybrid", "dense", "bm25"])
+def test_date_filter_excludes_undated_articles_unless_asked(fake_index, retriever):
+    index = open_index(fake_index)
+    since = dt.date(2025, 6, 1)
+    hits = index.search("defence industry", k=50, date_from=since, retriever=retriever)
+    assert hits and all(h.chunk.date and h.chunk.date >= since for h in hits)
+    with_undated = index.search("defence industry", k=50, date_from=since, include_undated=True, retriever=retriever)
+    assert UNDATED <= {h.chunk.article_id for h in with_undated}
+    assert all(h.chunk.date is None or h.chunk.date >= since for h in with_undated)
+
+
+def test_date_range_bounds_are_inclusive(fake_index):
+    day = dt.date(2025, 3, 15)
+    hits = open_index(fake_index).search("meeting", k=50, date_from=day, date_to=day)
+    assert {h.chunk.article_id for h in hits} == {"002_2158886989b67df7"}
+
+
+def test_filters_are_checked(fake_index):
+    index = open_index(fake_index)
+    with pytest.raises(QueryError, match="unknown article id\\(s\\) nope: `rag info` lists the indexed ones"):
+        index.search("ships", articles=["nope"])
+    with pytest.raises(QueryError, match="the date range is empty: 2026-01-01 is after 2025-01-01"):
+        index.search("ships", date_from=dt.date(2026, 1, 1), date_to=dt.date(2025, 1, 1))
+    with pytest.raises(QueryError, match="retriever must be one of hybrid, dense, bm25"):
+        index.search("ships", retriever="magic")
+
+
+def test_filter_that_admits_nothing_returns_nothing(fake_index):
+    assert open_index(fake_index).search("ships", date_to=dt.date(2000, 1, 1)) == []
+
+
+def test_bm25_finds_exact_codes_and_folded_names(fake_index):
+    index = open_index(fake_index)
+    assert index.search("08-NQ/TW", k=1, retriever="bm25")[0].chunk.article_id == "002_2158886989b67df7"
+    hits = index.search("Phạm Minh Chính", k=20, retriever="bm25")
+    assert {"001_b4864911fd882270", "003_62729c1e8f798b4f"} <= {h.chunk.article_id for h in hits}
+    assert index.search("semiconductor chip", k=1, retriever="bm25")[0].chunk.article_id == "003_62729c1e8f798b4f"
+
+
+def test_bm25_scores_nothing_for_unknown_words(fake_index):
+    assert open_index(fake_index).search("zzzz qqqq", k=5, retriever="bm25") == []
+
+
+def test_hybrid_is_a_fusion_of_both_retrievers(fake_index):
+    for fusion in ("zscore", "rrf"):
+        index = open_index(fake_index, fusion=fusion)
+        hits = index.search("Viettel leaders meet", k=5)
+        assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+        assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+    only_lexical = open_index(fake_index, lexical_weight=1.0).search("08-NQ/TW", k=3)
+    bm25 = open_index(fake_index).search("08-NQ/TW", k=3, retriever="bm25")
+    assert [h.chunk.chunk_id for h in only_lexical] == [h.chunk.chunk_id for h in bm25]
+
+
+def test_manifest_lists_the_lexical_index(fake_index):
+    manifest = json.loads((current_snapshot_dir(fake_index) / "manifest.json").read_text())
+    assert manifest["lexical"]["library"] == "bm25s"
+    assert manifest["counts"]["sentences"] > manifest["counts"]["chunks"]
+
+
+def test_lexical_index_follows_incremental_updates(fake_index, seeds_copy):
+    index = open_index(fake_index)
+    (seeds_copy / "005_new.txt").write_text("The xylophone factory in Nghe An opened. It makes xylophones.")
+    index.update([seeds_copy])
+    assert index.search("xylophone", k=1, retriever="bm25")[0].chunk.article_id == "005_new"
+    (seeds_copy / "005_new.txt").unlink()
+    index.update([seeds_copy])
+    assert index.search("xylophone", k=1, retriever="bm25") == []
