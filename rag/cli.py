@@ -259,12 +259,18 @@ def eval_command(qa_file: Path | None, beir_dir: Path | None, split: str, cache:
               help="Folder of articles the index is built from.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
-def serve(index_dir: Path, seeds: Path, host: str, port: int) -> None:
+@click.option("--insecure", is_flag=True,
+              help="Allow a non-loopback --host without a login (RAG_UI_USER / RAG_UI_PASSWORD).")
+def serve(index_dir: Path, seeds: Path, host: str, port: int, insecure: bool) -> None:
     """Build the index if it is missing or stale, then serve the web page.
 
+    Uploaded articles are saved into --seeds and indexed incrementally. Off 127.0.0.1 the
+    page asks for the login in RAG_UI_USER and RAG_UI_PASSWORD, unless --insecure.
+
     \b
-    Example:
+    Examples:
       rag serve --port 8080
+      RAG_UI_USER=me RAG_UI_PASSWORD=secret rag serve --host 0.0.0.0
     """
     report = build_index([seeds], index_dir, progress=_progress_bar("embedding"))
     if report.changed:
@@ -273,7 +279,7 @@ def serve(index_dir: Path, seeds: Path, host: str, port: int) -> None:
         click.echo(f"warning: {message}", err=True)
     from ui.app import serve as serve_app
 
-    serve_app(Index.open(index_dir), host=host, port=port)
+    serve_app(Index.open(index_dir), seeds_dir=seeds, host=host, port=port, insecure=insecure)
 
 
 def _print_report(report: UpdateReport, as_json: bool) -> None:
