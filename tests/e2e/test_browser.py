@@ -40,18 +40,6 @@ Conductor Nguyễn Thị Mai said the first season would include twelve concerts
 """
 
 
-# What `rag serve --index I --seeds S --port P` does (the CLI does not pass the seeds folder yet).
-SERVE = """
-import sys
-from pathlib import Path
-from rag import Index, build_index
-from ui.app import serve
-index, seeds, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-build_index([seeds], index)
-serve(Index.open(index), seeds_dir=seeds, port=port)
-"""
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -85,7 +73,8 @@ def url(seeds: Path) -> Iterator[str]:
     port = free_port()
     log = seeds.parent / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "-c", SERVE, str(seeds.parent / "index"), str(seeds), str(port)]
+    command = [sys.executable, "-m", "rag.cli", "serve", "--index", str(seeds.parent / "index"),
+               "--seeds", str(seeds), "--port", str(port)]
     with log.open("wb") as output:
         server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     address = f"http://127.0.0.1:{port}/"
