@@ -272,13 +272,14 @@ def serve(index_dir: Path, seeds: Path, host: str, port: int, insecure: bool) ->
       rag serve --port 8080
       RAG_UI_USER=me RAG_UI_PASSWORD=secret rag serve --host 0.0.0.0
     """
+    from ui.app import login_for, serve as serve_app
+
+    login_for(host, insecure, os.environ)  # refuse an open address before the (maybe long) build
     report = build_index([seeds], index_dir, progress=_progress_bar("embedding"))
     if report.changed:
         click.echo(f"index updated: {report.summary()}")
     for message in report.failed:
         click.echo(f"warning: {message}", err=True)
-    from ui.app import serve as serve_app
-
     serve_app(Index.open(index_dir), seeds_dir=seeds, host=host, port=port, insecure=insecure)
 
 
@@ -302,7 +303,7 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
         if total == 0:
             return
         if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=label, unit="chunk", file=sys.stderr, leave=False)
+            bar["bar"] = tqdm(total=total, desc=label, unit="text", file=sys.stderr, leave=False)
         bar["bar"].update(done - bar["bar"].n)
         if done >= total:
             bar["bar"].close()

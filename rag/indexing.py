@@ -48,7 +48,7 @@ DEFAULT_INDEX_DIR = Path("index")
 ProgressCallback = Callable[[int, int], None]
 """Called as progress(done, total) while texts are embedded."""
 
-_EMBED_BATCH = 512  # texts per encoder call: the encoder sorts each call's texts by length
+_EMBED_BATCH = 64
 
 
 @dataclass
@@ -252,16 +252,17 @@ def _current_or_none(path: Path, embedder: Embedder, config: Config) -> Snapshot
 
 
 def _embed(texts: list[str], embedder: Embedder, progress: ProgressCallback | None) -> np.ndarray:
-    parts = []
+    """Embed in batches of similar length (little padding), reporting progress per batch."""
+    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     if progress:
         progress(0, len(texts))
     for start in range(0, len(texts), _EMBED_BATCH):
-        parts.append(embedder.embed(texts[start : start + _EMBED_BATCH]))
+        batch = order[start : start + _EMBED_BATCH]
+        vectors[batch] = embedder.embed([texts[i] for i in batch])
         if progress:
-            progress(min(start + _EMBED_BATCH, len(texts)), len(texts))
-    if not parts:
-        return np.zeros((0, embedder.dim), dtype=np.float32)
-    return np.ascontiguousarray(np.vstack(parts), dtype=np.float32)
+            progress(start + len(batch), len(texts))
+    return vectors
 
 
 def _version(package: str) -> str | None:
