@@ -1,0 +1,59 @@
+"""The BEIR harness end to end on a 300-document SciFact slice (the full set is run by hand)."""
+
+import gzip
+import json
+import shutil
+
+import pytest
+
+from rag import Config, HashingEmbedder, RagError
+from rag.beir import cached_index, evaluate_beir, load_corpus
+
+from conftest import DATA
+
+SLICE = DATA / "scifact_slice"
+
+
+def test_corpus_documents_become_articles_with_title_and_body():
+    articles = load_corpus(SLICE / "corpus.jsonl")
+    assert len(articles) == 300
+    first = json.loads((SLICE / "corpus.jsonl").read_text().splitlines()[0])
+    article = next(a for a in articles if a.id == first["_id"])
+    assert article.title == " ".join(first["title"].split())
+    assert article.body == first["text"].strip()
+
+
+def test_gzipped_corpus_reads_the_same(tmp_path):
+    dataset = tmp_path / "gz"
+    shutil.copytree(SLICE, dataset)
+    corpus = dataset / "corpus.jsonl"
+    with gzip.open(dataset / "corpus.jsonl.gz", "wt", encoding="utf-8") as handle:
+        handle.write(corpus.read_text())
+    corpus.unlink()
+    assert [a.id for a in load_corpus(dataset / "corpus.jsonl.gz")] == [a.id for a in load_corpus(SLICE / "corpus.jsonl")]
+
+
+def test_index_is_built_once_and_reused(tmp_path):
+    embedder = HashingEmbedder()
+    first = cached_index(SLICE, tmp_path, embedder, config=Config())
+    folders = list(tmp_path.iterdir())
+    second = cached_index(SLICE, tmp_path, embedder, config=Config())
+    assert list(tmp_path.iterdir()) == folders and len(folders) == 1
+    assert first.manifest["updated_at"] == second.manifest["updated_at"]
+
+
+def test_missing_split_is_a_clear_error(tmp_path):
+    with pytest.raises(RagError, match="no relevance judgements at .*qrels/test.tsv"):
+        evaluate_beir(SLICE, "test", tmp_path, HashingEmbedder())
+
+
+@pytest.mark.model
+def test_scifact_slice_figures(tmp_path, real_embedder):
+    results = evaluate_beir(SLICE, "train", tmp_path, real_embedder)
+    assert results["queries"] == 60 and set(results["runs"]) == {"bm25", "dense", "hybrid"}
+    for run in results["runs"].values():
+        assert set(run) == {"ndcg@10", "recall@100", "mrr@10", "p50_ms", "p95_ms"}
+        assert 0.0 <= run["ndcg@10"] <= 1.0 and run["p95_ms"] >= run["p50_ms"] > 0
+    runs = results["runs"]
+    assert runs["hybrid"]["ndcg@10"] > 0.6
+    assert runs["hybrid"]["ndcg@10"] >= max(runs["bm25"]["ndcg@10"], runs["dense"]["ndcg@10"]) - 0.02
