@@ -11,12 +11,20 @@ from rag.embedders import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from rag.errors import (
     ArticleError,
     ConfigError,
+    GeneratorError,
     IndexBusyError,
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
     QueryError,
     RagError,
+)
+from rag.generation import (
+    Generator,
+    LlamaCppGenerator,
+    LLMSettings,
+    OpenAICompatibleGenerator,
+    generator_from_env,
 )
 from rag.index import ArticleInfo, Index
 from rag.indexing import UpdateReport, build_index
@@ -35,6 +43,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "Embedder",
+    "Generator",
+    "GeneratorError",
     "HashingEmbedder",
     "Hit",
     "Index",
@@ -43,12 +53,16 @@ __all__ = [
     "IndexMismatchError",
     "IndexNotFoundError",
     "IntakeResult",
+    "LLMSettings",
+    "LlamaCppGenerator",
     "LoadReport",
+    "OpenAICompatibleGenerator",
     "QueryError",
     "RagError",
     "SentenceTransformerEmbedder",
     "UpdateReport",
     "build_index",
+    "generator_from_env",
     "intake_articles",
     "load_articles",
     "read_article",

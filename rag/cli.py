@@ -10,13 +10,16 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
+from rag.answer_records import Answer, AnswerMode
 from rag.config import Config
-from rag.errors import RagError
+from rag.errors import GeneratorError, RagError
+from rag.generation import Generator, LLMSettings
 from rag.index import Index
 from rag.indexing import DEFAULT_INDEX_DIR, UpdateReport, build_index
 
@@ -148,24 +151,50 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
 @main.command()
 @click.argument("question")
 @click.option("-k", type=click.IntRange(1, 50), default=5, show_default=True, help="Passages to draw from.")
+@click.option("--mode", type=click.Choice(["extractive", "llm"]), default="extractive", show_default=True,
+              help="extractive: sentences quoted from the articles; llm: written by a model, then checked "
+                   "sentence by sentence against the passages it cites.")
+@click.option("--llm-url", help="OpenAI-compatible endpoint for --mode llm, e.g. http://127.0.0.1:11434/v1 "
+                                "[default: $RAG_LLM_URL]")
+@click.option("--llm-model", help="Model name the endpoint serves, e.g. llama3.2 [default: $RAG_LLM_MODEL]")
+@click.option("--llm-gguf", type=click.Path(dir_okay=False, path_type=Path),
+              help="Local GGUF model file run in-process; needs pip install 'rag[llm]' [default: $RAG_LLM_GGUF]")
 @filter_options
 @index_option
 @json_option
-def ask(question: str, k: int, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool,
-        index_dir: Path, as_json: bool) -> None:
+def ask(question: str, k: int, mode: AnswerMode, llm_url: str | None, llm_model: str | None, llm_gguf: Path | None,
+        since: Any, until: Any, articles: tuple[str, ...], include_undated: bool, index_dir: Path,
+        as_json: bool) -> None:
     """Answer from the articles: verbatim sentences, each cited, or a plain "not in the articles".
+
+    With --mode llm a model writes the answer (printed as it arrives), then every sentence is
+    checked against the passage it cites; the verified answer follows. If the model fails or
+    nothing it says can be verified, the extractive answer is given with a note.
 
     \b
     Examples:
       rag ask "What title did To Lam present to the General Department of Defence Industry?"
       rag ask "What is Vietnam's defence budget for 2026?" --json
+      rag ask "How many ships has the defence industry built?" --mode llm \\
+          --llm-url http://127.0.0.1:11434/v1 --llm-model llama3.2
     """
+    generator = _llm_generator(mode, llm_url, llm_model, llm_gguf)
     index = Index.open(index_dir)
-    answer = index.ask(question, k=k, **_filters(index, since, until, articles, include_undated, as_json))
+    streamed: list[str] = []
+
+    def show(token: str) -> None:
+        streamed.append(token)
+        click.echo(token, nl=False)
+
+    answer = index.ask(question, k=k, mode=mode, generator=generator, on_token=None if as_json else show,
+                       **_filters(index, since, until, articles, include_undated, as_json))
     if as_json:
         _print_json(answer.to_json())
         return
+    if streamed:
+        click.echo(f"\n\n--- {'verified answer' if answer.mode == 'llm' else 'answer'} ---")
     click.echo(answer.answer)
+    _print_unsupported(answer)
     if answer.notice:
         click.echo(f"\nnote: {answer.notice}")
     if answer.citations:
@@ -281,6 +310,38 @@ def serve(index_dir: Path, seeds: Path, host: str, port: int, insecure: bool) ->
     for message in report.failed:
         click.echo(f"warning: {message}", err=True)
     serve_app(Index.open(index_dir), seeds_dir=seeds, host=host, port=port, insecure=insecure)
+
+
+def _llm_generator(mode: str, url: str | None, model: str | None, gguf: Path | None) -> Generator | None:
+    """The generator for --mode llm: the --llm-* flags over the RAG_LLM_* environment variables."""
+    given = [flag for flag, value in (("--llm-url", url), ("--llm-model", model), ("--llm-gguf", gguf)) if value]
+    if mode != "llm":
+        if given:
+            raise click.UsageError(f"{given[0]} is for --mode llm")
+        return None
+    if url and gguf:
+        raise click.UsageError("give --llm-url or --llm-gguf, not both")
+    settings = LLMSettings.from_env()
+    if url:
+        settings = replace(settings, url=url, gguf=None)
+    if gguf:
+        settings = replace(settings, gguf=gguf, url=None)
+    if model:
+        settings = replace(settings, model=model)
+    generator = settings.generator()
+    if generator is None:
+        raise GeneratorError("--mode llm needs a model: give --llm-url and --llm-model (an OpenAI-compatible "
+                             "endpoint such as Ollama) or --llm-gguf (a local model file), or set RAG_LLM_URL and "
+                             "RAG_LLM_MODEL, or RAG_LLM_GGUF")
+    return generator
+
+
+def _print_unsupported(answer: Answer) -> None:
+    unsupported = [sentence for sentence in answer.sentences if not sentence.supported]
+    if unsupported:
+        click.echo("\nNot supported by the passages they cite (left out of the answer):")
+        for sentence in unsupported:
+            click.echo(f"- {sentence.text} {''.join(f'[{n}]' for n in sentence.citations)}".rstrip())
 
 
 def _print_report(report: UpdateReport, as_json: bool) -> None:

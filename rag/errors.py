@@ -31,3 +31,8 @@ class ConfigError(RagError, ValueError):
 
 class QueryError(RagError, ValueError):
     """A question or search query cannot be used as given."""
+
+
+class GeneratorError(RagError):
+    """The LLM that writes answers cannot be used: misconfigured, unreachable, too slow, or
+    answering with something that is not a chat completion."""

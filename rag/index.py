@@ -9,25 +9,30 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rag.answer_records import Answer
+from rag.answer_records import Answer, AnswerMode
 from rag.answering import compose_extractive
 from rag.config import Config
 from rag.embedders import Embedder, default_embedder
-from rag.errors import QueryError
+from rag.errors import QueryError, RagError
+from rag.generation import Generator, generator_from_env
 from rag.indexing import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, build_index
 from rag.records import Hit
 from rag.retrieval import RETRIEVERS, Retriever, SearchFilter, rank_chunks
 from rag.store import Snapshot, check_compatible, current_snapshot_dir, load_snapshot
 from rag.textnorm import terms
+from rag.verification import compose_llm
 
+log = logging.getLogger(__name__)
 _MAX_K = 1000
 
 
@@ -80,6 +85,21 @@ class Index:
     def manifest(self) -> dict[str, Any]:
         return self._snapshot.manifest
 
+    @cached_property
+    def generator(self) -> Generator | None:
+        """The LLM for mode="llm" when `ask` is given none: the one the RAG_LLM_* environment
+        variables configure (README), made on first use; None if they configure none."""
+        return generator_from_env()
+
+    @cached_property
+    def llm_available(self) -> bool:
+        """Whether mode="llm" works without passing a generator; a misconfiguration is logged."""
+        try:
+            return self.generator is not None
+        except RagError as error:
+            log.warning("LLM answers are unavailable: %s", error)
+            return False
+
     def update(self, sources: Sequence[str | Path], rebuild: bool = False,
                progress: ProgressCallback | None = None, lock_timeout: float = 60.0) -> UpdateReport:
         """Bring the index in line with `sources` on disk, then serve the new snapshot."""
@@ -127,20 +147,38 @@ class Index:
 
     def ask(self, question: str, k: int = 5, *, date_from: dt.date | None = None,
             date_to: dt.date | None = None, articles: Iterable[str] | None = None,
-            include_undated: bool = False) -> Answer:
-        """Answer from the articles with cited verbatim sentences, or say they do not answer."""
+            include_undated: bool = False, mode: AnswerMode = "extractive", generator: Generator | None = None,
+            on_token: Callable[[str], None] | None = None) -> Answer:
+        """Answer from the articles with cited verbatim sentences, or say they do not answer.
+
+        mode="llm" has `generator` (else `self.generator`) write the answer from the passages,
+        streaming its text to `on_token`; the answer returned is verified (rag.verification).
+        """
         started = time.perf_counter()
         question = validate_query(question, self.config)
         if not 1 <= k <= 50:
             raise QueryError(f"k must be between 1 and 50 passages, got {k}")
+        if mode not in ("extractive", "llm"):
+            raise QueryError(f"mode must be 'extractive' or 'llm', got {mode!r}")
+        llm = None
+        if mode == "llm":
+            llm = generator or self.generator
+            if llm is None:
+                raise QueryError("LLM answers are not configured: set RAG_LLM_URL and RAG_LLM_MODEL (an OpenAI-"
+                                 "compatible endpoint) or RAG_LLM_GGUF (a local model file), or use mode 'extractive'")
         search_filter = self.make_filter(date_from, date_to, articles, include_undated)
         snapshot = self._snapshot
         query_vector = self.embed_query(question)
         hits = rank_chunks(snapshot, query_vector, terms(question), k, search_filter, self.config) if snapshot.chunks else []
         retrieved = time.perf_counter()
-        answer = compose_extractive(question, hits, snapshot, query_vector, self.config)
+        if llm is None:
+            answer = compose_extractive(question, hits, snapshot, query_vector, self.config)
+        else:
+            answer = compose_llm(
+                question, hits, llm, self.embedder.embed, on_token=on_token,
+                extractive=lambda: compose_extractive(question, hits, snapshot, query_vector, self.config))
         finished = time.perf_counter()
-        return replace(answer, timings={"retrieval_ms": (retrieved - started) * 1000,
+        return replace(answer, timings={**answer.timings, "retrieval_ms": (retrieved - started) * 1000,
                                         "answer_ms": (finished - retrieved) * 1000,
                                         "total_ms": (finished - started) * 1000})
 
