@@ -226,6 +226,25 @@ def test_a_partial_answer_keeps_its_note_of_what_the_passages_lack(index: Index,
     assert answer.notice is None
 
 
+@pytest.mark.parametrize(("question", "message"), [
+    ("   ", "the question is empty"),
+    ("x" * 2001, "the question is 2001 characters long; the limit is 2000"),
+])
+def test_bad_questions_are_refused_before_the_model_is_asked(index: Index, endpoint: FakeEndpoint, question: str,
+                                                             message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        ask_llm(index, endpoint, question, CORRECT)
+    assert endpoint.requests == []
+
+
+@pytest.mark.parametrize("question", ["Ngân sách quốc phòng năm 2026 là bao nhiêu?", "zxq vlorp fnord?"])
+def test_foreign_or_nonsense_questions_end_in_an_abstention(index: Index, endpoint: FakeEndpoint,
+                                                            question: str) -> None:
+    for reply in ("The passages do not contain the answer.", "The budget is 8 billion USD [1]."):
+        answer = ask_llm(index, endpoint, question, reply)
+        assert answer.abstained and answer.answer == NOT_ANSWERED, reply
+
+
 # --- endpoint failures: the extractive answer with a notice ------------------------------------
 
 
