@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from rag.errors import RagError
 from rag.index import Index
 from rag.indexing import ProgressCallback, index_articles
 from rag.records import Article
-from rag.retrieval import RETRIEVERS, Retriever
+from rag.retrieval import Retriever
 from rag.store import CURRENT_FILE, FORMAT_VERSION
 
 log = logging.getLogger(__name__)
@@ -99,32 +98,39 @@ def cached_index(dataset: Path, cache: Path, embedder: Embedder, config: Config,
 
 
 def evaluate_beir(dataset: Path, split: str, cache: Path, embedder: Embedder, config: Config | None = None,
-                  progress: ProgressCallback | None = None,
-                  on_query: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                  progress: ProgressCallback | None = None) -> dict[str, Any]:
     """nDCG@10, Recall@100 and MRR@10 for BM25, dense and hybrid retrieval, with latencies."""
     config = config or Config()
     qrels = load_qrels(dataset, split)
     queries = load_queries(dataset, qrels)
     index = cached_index(dataset, cache, embedder, config, progress)
-    evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(_MEASURES) | {"recip_rank"})
     runs: dict[str, Any] = {}
-    for number, retriever in enumerate(RETRIEVERS):
-        run, latencies = _run(index, queries, retriever)
-        if on_query:
-            on_query(number + 1, len(RETRIEVERS))
-        per_query = evaluator.evaluate(run)
-        mrr_at_10 = evaluator.evaluate({q: dict(sorted(r.items(), key=lambda kv: -kv[1])[:10]) for q, r in run.items()})
+    for retriever in ("bm25", "dense", "hybrid"):
+        run, latencies = run_queries(index, queries, retriever)
         runs[retriever] = {
-            **{name: _mean(per_query, measure, queries) for measure, name in _MEASURES.items()},
-            "mrr@10": _mean(mrr_at_10, "recip_rank", queries),
+            **score_run(qrels, queries, run),
             "p50_ms": float(np.percentile(latencies, 50)),
             "p95_ms": float(np.percentile(latencies, 95)),
         }
-    return {"dataset": dataset.name, "split": split, "queries": len(queries),
-            "runs": {name: runs[name] for name in ("bm25", "dense", "hybrid")}}
+    return {"dataset": dataset.name, "split": split, "queries": len(queries), "runs": runs}
 
 
-def _run(index: Index, queries: dict[str, str], retriever: Retriever) -> tuple[dict[str, dict[str, float]], list[float]]:
+def score_run(qrels: dict[str, dict[str, int]], queries: dict[str, str],
+              run: dict[str, dict[str, float]]) -> dict[str, float]:
+    """nDCG@10, Recall@100 and MRR@10 (trec_eval's definitions), averaged over every query."""
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(_MEASURES) | {"recip_rank"})
+    per_query = evaluator.evaluate(run)
+    top_10 = {q: dict(sorted(r.items(), key=lambda kv: -kv[1])[:10]) for q, r in run.items()}
+    return {
+        **{name: _mean(per_query, measure, queries) for measure, name in _MEASURES.items()},
+        "mrr@10": _mean(evaluator.evaluate(top_10), "recip_rank", queries),
+    }
+
+
+def run_queries(index: Index, queries: dict[str, str],
+                retriever: Retriever) -> tuple[dict[str, dict[str, float]], list[float]]:
+    """Each query's top 100 documents (articles, in the order of their best passage), and
+    each query's latency in milliseconds."""
     run: dict[str, dict[str, float]] = {}
     latencies = []
     for query_id, text in queries.items():

@@ -216,7 +216,11 @@ def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk
         chunk_counts[stored.chunk.article_id] = chunk_counts.get(stored.chunk.article_id, 0) + 1
     for article_id, entry in entries.items():
         entry["chunks"] = chunk_counts.get(article_id, 0)
-    ordered = [chunks[chunk_id].chunk for chunk_id in sorted(chunks)]
+    if previous is None:
+        lexical = LexicalIndex.build([chunks[chunk_id].chunk for chunk_id in sorted(chunks)])
+    else:  # old chunks keep their order and term ids; new ids are larger, so they come last
+        keep = [position for position, chunk_id in enumerate(previous.chunk_ids.tolist()) if chunk_id in chunks]
+        lexical = previous.lexical.updated(keep, [chunks[c].chunk for c in range(next_chunk_id, chunk_cursor)])
     manifest = {
         "format_version": FORMAT_VERSION,
         "embedder": {"name": embedder.name, "dim": embedder.dim, "max_tokens": embedder.max_tokens,
@@ -231,7 +235,7 @@ def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk
                              ("rag", "faiss-cpu", "numpy", "bm25s", "PyStemmer", "sentence-transformers")},
     }
     return Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index,
-                    chunks=chunks, lexical=LexicalIndex.build(ordered))
+                    chunks=chunks, lexical=lexical)
 
 
 def _entry(article: Article) -> dict[str, Any]:
