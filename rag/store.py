@@ -40,7 +40,7 @@ from rag.records import Chunk
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "write.lock"
 VERSIONS_DIR = "versions"
