@@ -77,30 +77,46 @@ def score_sentences(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarra
                     idf: np.ndarray, config: Config) -> list[ScoredSentence]:
     """Every sentence of the hits (and of their corroborating passages), best first.
 
-    A question often restates context ("at the Hoa Lac meeting") that the answering sentence
-    leaves to the one before it ("Also attending were ..."), so terms found only in the
-    preceding sentence count half.
+    Coverage counts only the question terms the index knows (an unknown word cannot be
+    matched by any sentence). A question often restates context ("at the Hoa Lac meeting")
+    that the answering sentence leaves to those before it ("Also attending were ..."), so a
+    term found only in the article's previous sentence counts half, the one before a quarter.
     """
-    weights = dict(zip(question_terms, idf.tolist(), strict=True))
-    total_idf = float(idf.sum()) or 1.0
+    weights = {t: w for t, w in zip(question_terms, idf.tolist(), strict=True) if snapshot.lexical.knows(t)}
+    total_idf = sum(weights.values()) or 1.0
     chunk_by_id = {stored.chunk.chunk_id: stored for stored in snapshot.chunks.values()}
+    credits: dict[str, dict[int, dict[str, float]]] = {}
     seen: dict[int, ScoredSentence] = {}
     for hit in hits:
         for chunk in (hit.chunk, *hit.corroborating):
             stored = chunk_by_id[chunk.chunk_id]
-            cosines = snapshot.sentence_vectors.reconstruct_batch(np.array(stored.sentence_ids)) @ query_vector
-            previous: set[str] = set()
-            for sentence_id, (start, end), cosine in zip(stored.sentence_ids, stored.sentence_spans,
-                                                         cosines.tolist(), strict=True):
-                present = set(terms(chunk.text[start - chunk.start : end - chunk.start]))
-                coverage = sum(w if t in present else w / 2 if t in previous else 0.0
-                               for t, w in weights.items()) / total_idf
-                previous = present
-                if sentence_id in seen:
-                    continue
+            fresh = [(s, span) for s, span in zip(stored.sentence_ids, stored.sentence_spans, strict=True)
+                     if s not in seen]
+            if not fresh:
+                continue
+            if chunk.article_id not in credits:
+                credits[chunk.article_id] = _term_credits(snapshot.article_sentences[chunk.article_id], weights)
+            cosines = snapshot.sentence_vectors.reconstruct_batch(np.array([s for s, _ in fresh])) @ query_vector
+            for (sentence_id, (start, end)), cosine in zip(fresh, cosines.tolist(), strict=True):
+                credit = credits[chunk.article_id][sentence_id]
+                coverage = sum(w * credit.get(t, 0.0) for t, w in weights.items()) / total_idf
                 score = cosine + config.answer_coverage_weight * coverage + config.answer_rank_weight / hit.rank
                 seen[sentence_id] = ScoredSentence(sentence_id, chunk, start, end, cosine, coverage, hit.rank, score)
     return sorted(seen.values(), key=lambda s: -s.score)
+
+
+def _term_credits(sentences: list[tuple[int, str]], weights: dict[str, float]) -> dict[int, dict[str, float]]:
+    """For each sentence of an article: 1 for each question term it holds, 1/2 for one only in
+    the sentence before, 1/4 for one only in the sentence before that."""
+    found = [set(terms(text)) & weights.keys() for _, text in sentences]
+    credits = {}
+    for position, (sentence_id, _) in enumerate(sentences):
+        credit: dict[str, float] = {}
+        for distance, share in ((2, 0.25), (1, 0.5), (0, 1.0)):
+            if position - distance >= 0:
+                credit.update(dict.fromkeys(found[position - distance], share))
+        credits[sentence_id] = credit
+    return credits
 
 
 def is_weak(evidence: Evidence, config: Config) -> bool:

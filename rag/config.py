@@ -32,7 +32,7 @@ class Config:
     duplicate_similarity: float = 0.85
     answer_coverage_weight: float = 0.5
     answer_rank_weight: float = 0.05
-    answer_keep_ratio: float = 0.7
+    answer_keep_ratio: float = 0.65
     abstain_passage_coverage: float = 0.61
 
     def __post_init__(self) -> None:

@@ -81,6 +81,19 @@ class Snapshot:
         return np.array(sorted(self.chunks), dtype=np.int64)
 
     @cached_property
+    def article_sentences(self) -> dict[str, list[tuple[int, str]]]:
+        """Article id -> its (sentence id, sentence text) in reading order, each sentence once."""
+        found: dict[str, dict[int, tuple[int, str]]] = {}
+        for stored in self.chunks.values():
+            chunk = stored.chunk
+            article = found.setdefault(chunk.article_id, {})
+            for sentence_id, (start, end) in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
+                article[sentence_id] = (start, chunk.text[start - chunk.start : end - chunk.start])
+        return {article_id: [(sentence_id, text) for sentence_id, (_, text) in
+                             sorted(sentences.items(), key=lambda item: item[1][0])]
+                for article_id, sentences in found.items()}
+
+    @cached_property
     def chunks_of_sentence(self) -> dict[int, list[int]]:
         """Sentence id -> the chunks holding that sentence (two where chunks overlap)."""
         owners: dict[int, list[int]] = {}
