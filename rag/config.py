@@ -15,7 +15,7 @@ class Config:
     Chunk sizes are counted in the embedding model's own word pieces. `chunk_tokens` is the
     target; no chunk exceeds what the model reads once its article's title is prepended.
     The search settings (`fusion` and the weights) apply at query time and need no rebuild;
-    their defaults were chosen on SciFact train and seeds_dev.jsonl (see docs/retrieval.md).
+    their defaults were chosen on SciFact train and seeds_dev.jsonl (docs/evaluation.md).
 
     >>> Config(chunk_tokens=128, overlap_sentences=1).chunk_tokens
     128
@@ -26,8 +26,8 @@ class Config:
     max_file_bytes: int = 5_000_000
     max_query_chars: int = 2_000
     fusion: Literal["zscore", "rrf"] = "zscore"
-    lexical_weight: float = 0.3
-    sentence_weight: float = 0.5
+    lexical_weight: float = 0.4
+    sentence_weight: float = 0.6
     candidates: int = 100
     duplicate_similarity: float = 0.85
     answer_coverage_weight: float = 0.5
