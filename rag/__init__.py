@@ -16,6 +16,7 @@ from rag.errors import (
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
+    IndexWriteError,
     QueryError,
     RagError,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "IndexCorruptError",
     "IndexMismatchError",
     "IndexNotFoundError",
+    "IndexWriteError",
     "IntakeResult",
     "LLMSettings",
     "LlamaCppGenerator",

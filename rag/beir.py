@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,12 @@ def load_corpus(path: Path) -> list[Article]:
     opener = gzip.open if path.suffix == ".gz" else open
     articles = []
     with opener(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
+        for row in _rows(handle, path):
             title = " ".join(str(row.get("title") or "").split())
-            body = str(row.get("text") or "").strip()
+            body = str(row.get("text") or "").strip() or title  # a title-only document is its title
             if not body:
                 continue
-            text = f"{title}\n\n{body}" if title else body
+            text = f"{title}\n\n{body}" if title and body != title else body
             articles.append(Article(
                 id=str(row["_id"]), title=title or body[:100], date=None, text=text,
                 body_start=len(text) - len(body), source=path,
@@ -62,11 +62,13 @@ def load_corpus(path: Path) -> list[Article]:
 
 def load_queries(dataset: Path, qrels: dict[str, dict[str, int]]) -> dict[str, str]:
     queries = {}
-    with (dataset / "queries.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
+    path = dataset / "queries.jsonl"
+    if not path.is_file():
+        raise RagError(f"{dataset} holds no queries.jsonl: is it a BEIR dataset folder?")
+    with path.open(encoding="utf-8") as handle:
+        for row in _rows(handle, path):
             if str(row["_id"]) in qrels:
-                queries[str(row["_id"])] = row["text"]
+                queries[str(row["_id"])] = str(row.get("text", ""))
     return queries
 
 
@@ -76,11 +78,31 @@ def load_qrels(dataset: Path, split: str) -> dict[str, dict[str, int]]:
         raise RagError(f"no relevance judgements at {path}: choose a split that the dataset has")
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8") as handle:
-        next(handle)  # header
-        for line in handle:
-            query_id, doc_id, score = line.rstrip("\n").split("\t")
-            qrels.setdefault(query_id, {})[doc_id] = int(score)
+        for number, line in enumerate(handle, start=1):
+            if number == 1 or not line.strip():
+                continue  # the header
+            try:
+                query_id, doc_id, score = line.rstrip("\n").split("\t")
+                qrels.setdefault(query_id, {})[doc_id] = int(score)
+            except ValueError:
+                raise RagError(f"{path}:{number}: expected query-id, corpus-id and score separated by tabs") from None
+    if not qrels:
+        raise RagError(f"{path} holds no relevance judgements")
     return qrels
+
+
+def _rows(handle: Iterable[str], path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, with `_id` checked; a bad line names itself."""
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "_id" not in row:
+                raise ValueError("no _id")
+        except ValueError as error:
+            raise RagError(f"{path}:{number}: not a BEIR record ({error})") from None
+        yield row
 
 
 def cached_index(dataset: Path, cache: Path, embedder: Embedder, config: Config,
@@ -133,9 +155,12 @@ def run_queries(index: Index, queries: dict[str, str],
     each query's latency in milliseconds."""
     run: dict[str, dict[str, float]] = {}
     latencies = []
+    counts = index.manifest["counts"]
+    chunks_per_article = -(-counts["chunks"] // max(counts["articles"], 1))
+    depth = min(1000, _RANKED_ARTICLES * chunks_per_article)  # enough chunks for 100 articles
     for query_id, text in queries.items():
         started = time.perf_counter()
-        hits = index.search(text, k=2 * _RANKED_ARTICLES, retriever=retriever)
+        hits = index.search(text, k=depth, retriever=retriever)
         latencies.append((time.perf_counter() - started) * 1000)
         ranking: dict[str, float] = {}
         for hit in hits:

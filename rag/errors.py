@@ -21,6 +21,10 @@ class IndexCorruptError(RagError):
     """A file of the index is missing or damaged."""
 
 
+class IndexWriteError(RagError):
+    """The index directory cannot be written (permissions, disk full); the old index is intact."""
+
+
 class IndexBusyError(RagError):
     """Another process holds the index's write lock."""
 

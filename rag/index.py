@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -69,6 +70,7 @@ class Index:
         self.embedder = embedder
         self.config = config
         self._snapshot = snapshot
+        self._swap_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path = DEFAULT_INDEX_DIR, embedder: Embedder | None = None,
@@ -105,9 +107,16 @@ class Index:
         """Bring the index in line with `sources` on disk, then serve the new snapshot."""
         report = build_index(sources, self.path, self.embedder, self.config, rebuild=rebuild,
                              progress=progress, lock_timeout=lock_timeout)
-        if report.changed or rebuild:
-            self._snapshot = load_snapshot(current_snapshot_dir(self.path))
+        with self._swap_lock:  # serve the live snapshot, whoever wrote it, never an older one
+            live = current_snapshot_dir(self.path)
+            if live.name != self._snapshot.name:
+                self._snapshot = load_snapshot(live)
         return report
+
+    @property
+    def version(self) -> str:
+        """Names the snapshot being served; it changes with every update that writes one."""
+        return self._snapshot.name
 
     def articles(self) -> list[ArticleInfo]:
         return [_article_info(article_id, entry)
@@ -138,8 +147,8 @@ class Index:
             raise QueryError(f"k must be between 1 and {_MAX_K}, got {k}")
         if retriever not in RETRIEVERS:
             raise QueryError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {retriever!r}")
-        search_filter = self.make_filter(date_from, date_to, articles, include_undated)
         snapshot = self._snapshot
+        search_filter = _make_filter(snapshot, date_from, date_to, articles, include_undated)
         if not snapshot.chunks:
             return []
         query_vector = None if retriever == "bm25" else self.embed_query(query)
@@ -166,8 +175,8 @@ class Index:
             if llm is None:
                 raise QueryError("LLM answers are not configured: set RAG_LLM_URL and RAG_LLM_MODEL (an OpenAI-"
                                  "compatible endpoint) or RAG_LLM_GGUF (a local model file), or use mode 'extractive'")
-        search_filter = self.make_filter(date_from, date_to, articles, include_undated)
         snapshot = self._snapshot
+        search_filter = _make_filter(snapshot, date_from, date_to, articles, include_undated)
         query_vector = self.embed_query(question)
         hits = rank_chunks(snapshot, query_vector, terms(question), k, search_filter, self.config) if snapshot.chunks else []
         retrieved = time.perf_counter()
@@ -185,21 +194,22 @@ class Index:
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed([query])[0]
 
-    def make_filter(self, date_from: dt.date | None = None, date_to: dt.date | None = None,
-                    articles: Iterable[str] | None = None, include_undated: bool = False) -> SearchFilter:
-        """Check filter values against the index and say what is wrong with them."""
-        if date_from and date_to and date_from > date_to:
-            raise QueryError(f"the date range is empty: {date_from} is after {date_to}")
-        chosen = None
-        if articles is not None:
-            chosen = frozenset(articles)
-            unknown = sorted(chosen - set(self.manifest["articles"]))
-            if unknown:
-                raise QueryError(f"unknown article id(s) {', '.join(unknown)}: `rag info` lists the indexed ones")
-        return SearchFilter(date_from=date_from, date_to=date_to, articles=chosen, include_undated=include_undated)
-
     def undated_articles(self) -> list[str]:
         return [article.id for article in self.articles() if article.date is None]
+
+
+def _make_filter(snapshot: Snapshot, date_from: dt.date | None, date_to: dt.date | None,
+                 articles: Iterable[str] | None, include_undated: bool) -> SearchFilter:
+    """Check filter values against the snapshot searched, saying what is wrong with them."""
+    if date_from and date_to and date_from > date_to:
+        raise QueryError(f"the date range is empty: {date_from} is after {date_to}")
+    chosen = None
+    if articles is not None:
+        chosen = frozenset(articles)
+        unknown = sorted(chosen - set(snapshot.manifest["articles"]))
+        if unknown:
+            raise QueryError(f"unknown article id(s) {', '.join(unknown)}: `rag info` lists the indexed ones")
+    return SearchFilter(date_from=date_from, date_to=date_to, articles=chosen, include_undated=include_undated)
 
 
 def validate_query(query: str, config: Config) -> str:

@@ -25,7 +25,7 @@ from rag.articles import LoadReport, load_articles
 from rag.chunking import ChunkedArticle, split_article, text_for_embedding
 from rag.config import Config
 from rag.embedders import Embedder, default_embedder
-from rag.errors import IndexBusyError
+from rag.errors import IndexBusyError, IndexWriteError
 from rag.lexical import LexicalIndex
 from rag.records import Article
 from rag.store import (
@@ -99,7 +99,7 @@ def build_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_
     path = Path(path)
     embedder = embedder or default_embedder()
     config = config or Config()
-    path.mkdir(parents=True, exist_ok=True)
+    _make_index_dir(path)
     with _write_lock(path, lock_timeout):
         roots = [Path(source).resolve() for source in sources]
         return _update_locked(load_articles(roots, config), roots, path, embedder, config, rebuild, progress)
@@ -111,9 +111,17 @@ def index_articles(articles: Sequence[Article], path: str | Path, embedder: Embe
     """Add or replace articles made in memory (a benchmark corpus, say); removes nothing."""
     path = Path(path)
     config = config or Config()
-    path.mkdir(parents=True, exist_ok=True)
+    _make_index_dir(path)
     with _write_lock(path, lock_timeout):
         return _update_locked(LoadReport(articles=list(articles)), [], path, embedder, config, False, progress)
+
+
+def _make_index_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise IndexWriteError(f"cannot create the index folder {path} ({error.strerror or error}): "
+                              "choose another with --index or RAG_INDEX") from error
 
 
 @contextmanager
@@ -142,14 +150,20 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
 
     entries = dict(old_entries)
     to_embed: list[Article] = []
+    moved = False
     for article in loaded.articles:
         old = old_entries.get(article.id)
-        if old is None or old["content_hash"] != article.content_hash:
+        if old is not None and old["source"] != str(article.source) and Path(old["source"]).exists():
+            report.failed.append(
+                f"{article.source}: article id {article.id!r} is already indexed from {old['source']}; "
+                "rename one of the files (an article's id is its file name without the extension)")
+        elif old is None or old["content_hash"] != article.content_hash:
             (report.added if old is None else report.updated).append(article.id)
             to_embed.append(article)
             entries[article.id] = _entry(article)
         else:
             report.unchanged.append(article.id)
+            moved |= old["source"] != str(article.source)
             entries[article.id] = {**old, "source": str(article.source)}
     found = {article.id for article in loaded.articles}
     for article_id, entry in old_entries.items():
@@ -157,7 +171,7 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
         if article_id not in found and source not in loaded.failures and _is_under(source, roots):
             report.removed.append(article_id)
             del entries[article_id]
-    if previous is not None and not report.changed:
+    if previous is not None and not report.changed and not moved:
         return report
 
     split = [split_article(article, embedder.count_tokens, embedder.max_tokens, config) for article in to_embed]
@@ -170,7 +184,13 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
     snapshot = _next_snapshot(previous, split, vectors[: len(chunk_texts)], vectors[len(chunk_texts):],
                               gone=set(report.removed) | set(report.updated), embedder=embedder,
                               config=config, entries=entries)
-    write_snapshot(path, snapshot)
+    try:
+        write_snapshot(path, snapshot)
+    except OSError as error:
+        raise IndexWriteError(
+            f"cannot write the index at {path} ({error.strerror or error}); the previous index is "
+            "unchanged: free some space or fix the folder's permissions, then run `rag index` again"
+        ) from error
     log.info("index %s updated: %s", path, report.summary())
     return report
 

@@ -86,7 +86,12 @@ class LexicalIndex:
         return cls(model, doc_terms, vocab)
 
     def knows(self, term: str) -> bool:
-        return self._model is not None and term in self._model.vocab_dict
+        """Whether some chunk holds the term (the vocabulary keeps terms of deleted chunks)."""
+        if self._model is None or term not in self._model.vocab_dict:
+            return False
+        column = self._model.vocab_dict[term]
+        indptr = self._model.scores["indptr"]
+        return bool(indptr[column + 1] > indptr[column])
 
     def idf(self, query_terms: Sequence[str]) -> np.ndarray:
         """Lucene's BM25 idf of each term; a term no chunk holds gets the highest value."""

@@ -74,6 +74,7 @@ class Snapshot:
     sentence_vectors: faiss.IndexIDMap2
     chunks: dict[int, StoredChunk]
     lexical: LexicalIndex
+    name: str = ""  # the versions/ folder it was loaded from; "" while being built
 
     @cached_property
     def chunk_ids(self) -> np.ndarray:
@@ -190,7 +191,8 @@ def load_snapshot(snapshot_dir: Path) -> Snapshot:
             f"BM25 index {snapshot_dir / LEXICAL_DIR} is missing or damaged ({error}): {rebuild_hint}"
         ) from error
     snapshot = Snapshot(manifest=manifest, chunk_vectors=vectors[FAISS_FILE],
-                        sentence_vectors=vectors[SENTENCE_FAISS_FILE], chunks=chunks, lexical=lexical)
+                        sentence_vectors=vectors[SENTENCE_FAISS_FILE], chunks=chunks, lexical=lexical,
+                        name=snapshot_dir.name)
     _check_consistent(snapshot, snapshot_dir, rebuild_hint)
     return snapshot
 
@@ -237,6 +239,7 @@ def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Path:
         name = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
         final = versions / name
         os.replace(staging, final)
+        _fsync_directory(versions)  # the rename must be durable before CURRENT names it
         _point_current_to(index_dir, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -252,14 +255,21 @@ def _point_current_to(index_dir: Path, name: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(pending, index_dir / CURRENT_FILE)
-    _fsync_folder(index_dir)
+    _fsync_directory(index_dir)
 
 
 def _fsync_folder(folder: Path) -> None:
+    """Make a folder's files and directory entries (subfolders included) durable."""
     for path in folder.rglob("*"):
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
+        elif path.is_dir():
+            _fsync_directory(path)
+    _fsync_directory(folder)
+
+
+def _fsync_directory(folder: Path) -> None:
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -276,7 +286,10 @@ def _prune_old_snapshots(versions: Path, keep: str) -> None:
 
 
 def remove_stale_staging(index_dir: Path) -> None:
-    """Staging folders can only be left by a writer that died; call with the write lock held."""
+    """Staging folders and pending CURRENT files are only left by a writer that died; call
+    with the write lock held."""
+    for pending in index_dir.glob(f".{CURRENT_FILE}.*"):
+        pending.unlink(missing_ok=True)
     versions = index_dir / VERSIONS_DIR
     if versions.is_dir():
         for path in versions.glob(".staging-*"):

@@ -31,6 +31,14 @@ class CountingEmbedder(HashingEmbedder):
         return super().embed(texts)
 
 
+@pytest.fixture(autouse=True)
+def no_llm_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's RAG_LLM_* settings must not change what the tests see."""
+    for name in list(os.environ):
+        if name.startswith("RAG_LLM_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def seeds_copy(tmp_path: Path) -> Path:
     """A private copy of the seed folder that a test may change."""

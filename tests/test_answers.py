@@ -74,11 +74,12 @@ def test_abstention_lists_related_passages_not_citations(fake):
     assert len(answer.related) == 3
 
 
-def test_a_stricter_threshold_abstains_where_the_default_answers(fake_index):
-    question = "How many military vessels has the General Department of Defence Industry repaired?"
-    assert not Index.open(fake_index, embedder=HashingEmbedder()).ask(question).abstained
-    strict = Index.open(fake_index, embedder=HashingEmbedder(), config=Config(abstain_passage_coverage=1.0))
-    assert strict.ask("How many submarines were repaired by the department?").abstained
+def test_the_abstention_threshold_decides(fake_index):
+    question = "How many submarines has the General Department of Defence Industry repaired?"
+    lenient = Index.open(fake_index, embedder=HashingEmbedder(), config=Config(abstain_passage_coverage=0.3))
+    strict = Index.open(fake_index, embedder=HashingEmbedder(), config=Config(abstain_passage_coverage=0.95))
+    assert not lenient.ask(question).abstained
+    assert strict.ask(question).abstained
 
 
 

@@ -1,6 +1,7 @@
 """The BEIR harness end to end on a 300-document SciFact slice (the full set is run by hand)."""
 
 import gzip
+import math
 import json
 import shutil
 
@@ -57,3 +58,15 @@ def test_scifact_slice_figures(tmp_path, real_embedder):
     runs = results["runs"]
     assert runs["hybrid"]["ndcg@10"] > 0.6
     assert runs["hybrid"]["ndcg@10"] >= max(runs["bm25"]["ndcg@10"], runs["dense"]["ndcg@10"]) - 0.02
+
+
+def test_scores_agree_with_a_hand_computed_example():
+    from rag.beir import score_run
+
+    qrels = {"q1": {"d1": 1, "d2": 1}, "q2": {"d9": 1}}
+    run = {"q1": {"d3": 3.0, "d1": 2.0, "d2": 1.0}, "q2": {}}
+    scores = score_run(qrels, {"q1": "first", "q2": "second"}, run)
+    ideal = 1 + 1 / math.log2(3)
+    assert scores["ndcg@10"] == pytest.approx(((1 / math.log2(3) + 1 / math.log2(4)) / ideal) / 2)
+    assert scores["recall@100"] == pytest.approx(0.5)  # q2 retrieved nothing and counts as 0
+    assert scores["mrr@10"] == pytest.approx(0.25)

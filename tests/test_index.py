@@ -16,13 +16,14 @@ from rag import (
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
+    IndexWriteError,
     QueryError,
     build_index,
 )
 from rag.chunking import text_for_embedding
 from rag.store import FORMAT_VERSION, current_snapshot_dir
 
-from conftest import CountingEmbedder
+from conftest import SEEDS, CountingEmbedder
 
 NEW_ARTICLE = (
     " date 2026-05-01 HÀ NỘI — The shipyard at Hai Phong launched a new patrol vessel on Friday.\n\n"
@@ -40,7 +41,7 @@ def hit_keys(hits):
 
 def test_build_reports_and_indexes_every_seed(fake_index, embedder):
     index = open_index(fake_index)
-    assert [a.id for a in index.articles()] == sorted(p.stem for p in Path("seeds").glob("*.txt"))
+    assert [a.id for a in index.articles()] == sorted(p.stem for p in SEEDS.glob("*.txt"))
     counts = index.manifest["counts"]
     assert counts["chunks"] + counts["sentences"] == len(embedder.embedded)
     assert all(a.chunks > 0 for a in index.articles())
@@ -198,7 +199,7 @@ def test_a_crash_while_writing_leaves_the_old_index(fake_index, seeds_copy, embe
         raise OSError("disk full")
 
     monkeypatch.setattr(faiss, "write_index", write_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(IndexWriteError, match=r"cannot write the index at .* \(disk full\); the previous index is unchanged"):
         build_index([seeds_copy], fake_index, embedder=embedder)
     monkeypatch.undo()
     assert len(open_index(fake_index).articles()) == 5
@@ -340,3 +341,33 @@ def test_old_snapshots_are_pruned(fake_index, seeds_copy):
         (seeds_copy / f"x{number}.txt").write_text(f"Article {number} about things.")
         build_index([seeds_copy], fake_index, embedder=HashingEmbedder())
     assert len([p for p in (fake_index / "versions").iterdir()]) == 3
+
+
+def test_same_article_id_from_another_folder_is_refused_not_replaced(fake_index, tmp_path, embedder):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "004_0ad313e58527b596.txt").write_text(NEW_ARTICLE)
+    report = build_index([other], fake_index, embedder=embedder)
+    assert report.updated == [] and len(report.failed) == 1
+    assert "article id '004_0ad313e58527b596' is already indexed from" in report.failed[0]
+    title = {a.id: a.title for a in open_index(fake_index).articles()}["004_0ad313e58527b596"]
+    assert title.startswith("Party chief requests")
+
+
+def test_a_moved_article_keeps_its_vectors_and_records_its_new_place(fake_index, seeds_copy, tmp_path, embedder):
+    moved = tmp_path / "moved"
+    seeds_copy.rename(moved)
+    embedder.embedded.clear()
+    report = build_index([moved], fake_index, embedder=embedder)
+    assert len(report.unchanged) == 5 and not embedder.embedded
+    sources = {a.source for a in open_index(fake_index).articles()}
+    assert all(source.startswith(str(moved.resolve())) for source in sources)
+
+
+def test_an_index_updated_elsewhere_is_picked_up_by_update(fake_index, seeds_copy):
+    served = open_index(fake_index)
+    (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE)
+    build_index([seeds_copy], fake_index, embedder=HashingEmbedder())  # another process, say
+    report = served.update([seeds_copy])
+    assert not report.changed
+    assert len(served.articles()) == 6 and served.version == current_snapshot_dir(fake_index).name

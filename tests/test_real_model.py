@@ -24,7 +24,8 @@ def test_ships_question_ranks_the_passage_of_004_first(real_index, real_embedder
 
 
 def test_dense_recall_at_5_on_the_dev_questions(real_index, real_embedder):
-    results = evaluate_qa(Index.open(real_index, embedder=real_embedder), load_questions(DATA / "seeds_dev.jsonl"))
+    results = evaluate_qa(Index.open(real_index, embedder=real_embedder), load_questions(DATA / "seeds_dev.jsonl"),
+                          retriever="dense")
     assert results["questions"] == 19
     assert results["recall@5"] >= 0.9
 
@@ -46,7 +47,7 @@ def test_cli_end_to_end_with_the_real_model(tmp_path):
     top = json.loads(searched.stdout)["hits"][0]
     assert top["article_id"] == "004_0ad313e58527b596" and "nearly 140 ships" in top["text"]
     evaluated = rag_cli("eval", "--qa", str(DATA / "seeds_dev.jsonl"), "--index", index_dir, "--json")
-    assert json.loads(evaluated.stdout)["recall@5"] >= 0.9
+    assert json.loads(evaluated.stdout)["runs"]["dense"]["recall@5"] >= 0.9
     missing = rag_cli("info", "--index", str(tmp_path / "missing"))
     assert missing.returncode == 1 and missing.stderr.startswith("error: no index at")
     assert "Traceback" not in missing.stderr

@@ -86,8 +86,7 @@ class Workspace:
 
     def version(self) -> str:
         """Changes whenever a rebuild swaps in a new snapshot."""
-        manifest = self.index.manifest
-        return f"{manifest['updated_at']}/{manifest['counts']['articles']}/{manifest['counts']['chunks']}"
+        return self.index.version
 
     def status(self) -> dict[str, Any]:
         return {**self.index.info(), "seeds": str(self.seeds_dir), "llm_available": self.llm_available}
