@@ -247,8 +247,8 @@ def eval_command(qa_file: Path | None, beir_dir: Path | None, split: str, cache:
 
     \b
     Examples:
-      rag eval --qa ../shared/eval/seeds_dev.jsonl
-      rag eval --beir ../shared/eval/scifact --split train --json
+      rag eval --qa tests/data/seeds_dev.jsonl
+      rag eval --beir tests/data/scifact_slice --split train --json
     """
     if (qa_file is None) == (beir_dir is None):
         raise click.UsageError("give exactly one of --qa FILE or --beir DIR")
