@@ -84,12 +84,11 @@ def score_sentences(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarra
     """
     weights = {t: w for t, w in zip(question_terms, idf.tolist(), strict=True) if snapshot.lexical.knows(t)}
     total_idf = sum(weights.values()) or 1.0
-    chunk_by_id = {stored.chunk.chunk_id: stored for stored in snapshot.chunks.values()}
     credits: dict[str, dict[int, dict[str, float]]] = {}
     seen: dict[int, ScoredSentence] = {}
     for hit in hits:
         for chunk in (hit.chunk, *hit.corroborating):
-            stored = chunk_by_id[chunk.chunk_id]
+            stored = snapshot.by_chunk_id[chunk.chunk_id]
             fresh = [(s, span) for s, span in zip(stored.sentence_ids, stored.sentence_spans, strict=True)
                      if s not in seen]
             if not fresh:

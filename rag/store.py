@@ -82,6 +82,11 @@ class Snapshot:
         return np.array(sorted(self.chunks), dtype=np.int64)
 
     @cached_property
+    def by_chunk_id(self) -> dict[str, StoredChunk]:
+        """Chunk id (the content hash, as hits carry it) -> the stored chunk."""
+        return {stored.chunk.chunk_id: stored for stored in self.chunks.values()}
+
+    @cached_property
     def article_sentences(self) -> dict[str, list[tuple[int, str]]]:
         """Article id -> its (sentence id, sentence text) in reading order, each sentence once."""
         found: dict[str, dict[int, tuple[int, str]]] = {}
