@@ -82,6 +82,14 @@ class Snapshot:
         return np.array(sorted(self.chunks), dtype=np.int64)
 
     @cached_property
+    def chunk_ids_of_article(self) -> dict[str, np.ndarray]:
+        """Article id -> the FAISS ids of its chunks."""
+        grouped: dict[str, list[int]] = {}
+        for chunk_id, stored in self.chunks.items():
+            grouped.setdefault(stored.chunk.article_id, []).append(chunk_id)
+        return {article_id: np.array(ids, dtype=np.int64) for article_id, ids in grouped.items()}
+
+    @cached_property
     def by_chunk_id(self) -> dict[str, StoredChunk]:
         """Chunk id (the content hash, as hits carry it) -> the stored chunk."""
         return {stored.chunk.chunk_id: stored for stored in self.chunks.values()}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,6 @@ if TYPE_CHECKING:
                      UpdateReport)
 
 ABSTENTION = "The indexed articles do not answer this."
-_MARKER = re.compile(r"\[(\d+)\]")
 
 
 def date_label(date: dt.date | None) -> str:
@@ -46,8 +44,6 @@ def render_turn(answer: Answer, turn: int) -> str:
 
 
 def _answer_text(answer: Answer, turn: int) -> str:
-    if not answer.sentences:
-        return _MARKER.sub(lambda m: _marker(turn, int(m.group(1))), _escape(answer.answer))
     return " ".join(_sentence(sentence, turn) for sentence in answer.sentences)
 
 

@@ -66,18 +66,14 @@ class Workspace:
 
     @property
     def llm_available(self) -> bool:
-        return bool(getattr(self.index, "llm_available", False))
+        return self.index.llm_available
 
     def ask(self, question: str, k: int = 5, date_from: str | None = None, date_to: str | None = None,
             articles: Sequence[str] | None = None, mode: str = "extractive",
             include_undated: bool = False) -> Answer:
-        if mode not in ("extractive", "llm"):
-            raise QueryError(f"mode must be 'extractive' or 'llm', got {mode!r}")
         if mode == "llm" and not self.llm_available:
             raise QueryError("LLM answers are not configured for this index: use mode 'extractive'")
-        # Extractive is the default: an index with no LLM configured is asked without a mode.
-        chosen_mode = {} if mode == "extractive" else {"mode": mode}
-        return self.index.ask(question, k=k, **chosen_mode,
+        return self.index.ask(question, k=k, mode=mode,  # type: ignore[arg-type] - Index.ask checks it
                               **_filters(date_from, date_to, articles, include_undated))
 
     def search(self, query: str, k: int = 5, date_from: str | None = None, date_to: str | None = None,
