@@ -7,7 +7,7 @@ Nothing heavy happens at import; the embedding model loads on first use.
 from rag.answer_records import Answer, AnswerSentence, Citation, RelatedPassage
 from rag.articles import LoadReport, load_articles, read_article
 from rag.config import Config
-from rag.embedders import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from rag.embedders import Embedder, HashingEmbedder, TransformerEmbedder
 from rag.errors import (
     ArticleError,
     ConfigError,
@@ -61,7 +61,7 @@ __all__ = [
     "OpenAICompatibleGenerator",
     "QueryError",
     "RagError",
-    "SentenceTransformerEmbedder",
+    "TransformerEmbedder",
     "UpdateReport",
     "build_index",
     "generator_from_env",

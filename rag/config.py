@@ -16,6 +16,8 @@ class Config:
     target; no chunk exceeds what the model reads once its article's title is prepended.
     The search settings (`fusion` and the weights) apply at query time and need no rebuild;
     their defaults were chosen on SciFact train and seeds_dev.jsonl (docs/evaluation.md).
+    `sentence_vectors="late"` pools each sentence's vector from its chunk's encoding (one
+    forward pass per chunk); "separate" encodes every sentence again on its own.
 
     >>> Config(chunk_tokens=128, overlap_sentences=1).chunk_tokens
     128
@@ -23,6 +25,7 @@ class Config:
 
     chunk_tokens: int = 160
     overlap_sentences: int = 1
+    sentence_vectors: Literal["late", "separate"] = "late"
     max_file_bytes: int = 5_000_000
     max_query_chars: int = 2_000
     fusion: Literal["zscore", "rrf"] = "zscore"
@@ -42,6 +45,8 @@ class Config:
             raise ConfigError(
                 f"overlap_sentences must be between 0 and 5, got {self.overlap_sentences!r}"
             )
+        if self.sentence_vectors not in ("late", "separate"):
+            raise ConfigError(f"sentence_vectors must be 'late' or 'separate', got {self.sentence_vectors!r}")
         if self.max_file_bytes < 1:
             raise ConfigError(f"max_file_bytes must be positive, got {self.max_file_bytes!r}")
         if self.max_query_chars < 1:
@@ -60,4 +65,5 @@ class Config:
 
     def chunker_settings(self) -> dict[str, Any]:
         """The settings an index depends on: a change to any of them needs a rebuild."""
-        return {"chunk_tokens": self.chunk_tokens, "overlap_sentences": self.overlap_sentences}
+        return {"chunk_tokens": self.chunk_tokens, "overlap_sentences": self.overlap_sentences,
+                "sentence_vectors": self.sentence_vectors}

@@ -175,13 +175,10 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
         return report
 
     split = [split_article(article, embedder.count_tokens, embedder.max_tokens, config) for article in to_embed]
-    chunk_texts = [text_for_embedding(chunk) for part in split for chunk in part.chunks]
-    sentence_texts = [article.text[start:end] for article, part in zip(to_embed, split, strict=True)
-                      for start, end in part.sentences]
-    vectors = _embed(chunk_texts + sentence_texts, embedder, progress)
-    report.chunks_embedded, report.sentences_embedded = len(chunk_texts), len(sentence_texts)
+    chunk_vectors, sentence_vectors = _embed_articles(to_embed, split, embedder, config, progress)
+    report.chunks_embedded, report.sentences_embedded = len(chunk_vectors), len(sentence_vectors)
 
-    snapshot = _next_snapshot(previous, split, vectors[: len(chunk_texts)], vectors[len(chunk_texts):],
+    snapshot = _next_snapshot(previous, split, chunk_vectors, sentence_vectors,
                               gone=set(report.removed) | set(report.updated), embedder=embedder,
                               config=config, entries=entries)
     try:
@@ -243,7 +240,7 @@ def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk
         lexical = previous.lexical.updated(keep, [chunks[c].chunk for c in range(next_chunk_id, chunk_cursor)])
     manifest = {
         "format_version": FORMAT_VERSION,
-        "embedder": {"name": embedder.name, "dim": embedder.dim, "max_tokens": embedder.max_tokens,
+        "embedder": {"name": embedder.name, **embedder.describe(), "dim": embedder.dim, "max_tokens": embedder.max_tokens,
                      "normalization": "l2", "metric": "inner_product"},
         "chunker": config.chunker_settings(),
         "lexical": {"library": "bm25s", **LexicalIndex.PARAMS, "fields": "title x2 + chunk text"},
@@ -252,7 +249,7 @@ def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk
         "next_ids": {"chunk": chunk_cursor, "sentence": sentence_cursor},
         "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "library_versions": {name: _version(name) for name in
-                             ("rag", "faiss-cpu", "numpy", "bm25s", "PyStemmer", "sentence-transformers")},
+                             ("rag", "faiss-cpu", "numpy", "bm25s", "PyStemmer", "onnxruntime", "sentence-transformers")},
     }
     return Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index,
                     chunks=chunks, lexical=lexical)
@@ -275,18 +272,59 @@ def _current_or_none(path: Path, embedder: Embedder, config: Config) -> Snapshot
     return snapshot
 
 
-def _embed(texts: list[str], embedder: Embedder, progress: ProgressCallback | None) -> np.ndarray:
+def _embed_articles(articles: list[Article], split: list[ChunkedArticle], embedder: Embedder, config: Config,
+                    progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of every chunk (title + text) and of every sentence, in the order of `split`.
+
+    Late (the default): each sentence's vector is pooled from the encoding of the first chunk
+    holding it, so every word piece is encoded once (twice where chunks overlap). Separate:
+    each sentence is also encoded on its own.
+    """
+    late = config.sentence_vectors == "late"
+    texts: list[str] = []
+    spans: list[list[tuple[int, int]]] = []
+    chunk_texts: list[int] = []
+    sentence_sources: list[tuple[int, int | None]] = []  # (text number, span number; None: the whole text)
+    for article, part in zip(articles, split, strict=True):
+        sources: list[tuple[int, int | None]] = [(-1, None)] * len(part.sentences)
+        for chunk, members in zip(part.chunks, part.chunk_sentences, strict=True):
+            text = text_for_embedding(chunk)
+            shift = len(text) - len(chunk.text) - chunk.start  # file offset -> offset in `text`
+            own = [i for i in members if sources[i][0] < 0] if late else []
+            for slot, sentence in enumerate(own):
+                sources[sentence] = (len(texts), slot)
+            chunk_texts.append(len(texts))
+            texts.append(text)
+            spans.append([(part.sentences[i][0] + shift, part.sentences[i][1] + shift) for i in own])
+        if not late:
+            for sentence, (start, end) in enumerate(part.sentences):
+                sources[sentence] = (len(texts), None)
+                texts.append(article.text[start:end])
+                spans.append([])
+        sentence_sources += sources
+    text_vectors, span_vectors = _embed(texts, spans, embedder, progress)
+    sentence_vectors = np.array([text_vectors[number] if slot is None else span_vectors[number][slot]
+                                 for number, slot in sentence_sources], dtype=np.float32).reshape(-1, embedder.dim)
+    return text_vectors[chunk_texts], sentence_vectors
+
+
+def _embed(texts: list[str], spans: list[list[tuple[int, int]]], embedder: Embedder,
+           progress: ProgressCallback | None) -> tuple[np.ndarray, list[np.ndarray]]:
     """Embed in batches of similar length (little padding), reporting progress per batch."""
     vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    span_vectors: list[np.ndarray] = [np.zeros((0, embedder.dim), dtype=np.float32)] * len(texts)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     if progress:
         progress(0, len(texts))
     for start in range(0, len(texts), _EMBED_BATCH):
         batch = order[start : start + _EMBED_BATCH]
-        vectors[batch] = embedder.embed([texts[i] for i in batch])
+        batch_vectors, batch_spans = embedder.embed_with_spans([texts[i] for i in batch], [spans[i] for i in batch])
+        vectors[batch] = batch_vectors
+        for i, rows in zip(batch, batch_spans, strict=True):
+            span_vectors[i] = rows
         if progress:
             progress(start + len(batch), len(texts))
-    return vectors
+    return vectors, span_vectors
 
 
 def _version(package: str) -> str | None:

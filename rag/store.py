@@ -33,14 +33,14 @@ import faiss
 import numpy as np
 
 from rag.config import Config
-from rag.embedders import Embedder
+from rag.embedders import BACKENDS, Embedder
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from rag.lexical import LexicalIndex
 from rag.records import Chunk
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "write.lock"
 VERSIONS_DIR = "versions"
@@ -159,10 +159,12 @@ def check_compatible(manifest: dict[str, Any], embedder: Embedder, config: Confi
     """Refuse to mix vectors or chunks made under other settings."""
     built = manifest["embedder"]
     if (built["name"], built["dim"]) != (embedder.name, embedder.dim):
+        backend = f" or search it with the encoder that built it (RAG_ENCODER={built['backend']})" \
+            if built.get("backend") in BACKENDS else ""
         raise IndexMismatchError(
             f"index at {path} was built with model {built['name']} ({built['dim']} dims); this "
             f"configuration uses {embedder.name} ({embedder.dim} dims): "
-            f"run `rag index --rebuild --index {path}`"
+            f"run `rag index --rebuild --index {path}`{backend}"
         )
     if manifest["chunker"] != config.chunker_settings():
         raise IndexMismatchError(

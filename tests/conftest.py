@@ -12,7 +12,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rag import HashingEmbedder, SentenceTransformerEmbedder, build_index  # noqa: E402
+from rag import HashingEmbedder, TransformerEmbedder, build_index  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -26,9 +26,9 @@ class CountingEmbedder(HashingEmbedder):
         super().__init__()
         self.embedded: list[str] = []
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_with_spans(self, texts: Sequence[str], spans) -> tuple[np.ndarray, list[np.ndarray]]:
         self.embedded.extend(texts)
-        return super().embed(texts)
+        return super().embed_with_spans(texts, spans)
 
 
 @pytest.fixture(autouse=True)
@@ -61,12 +61,12 @@ def fake_index(tmp_path: Path, seeds_copy: Path, embedder: CountingEmbedder) -> 
 
 
 @pytest.fixture(scope="session")
-def real_embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder()
+def real_embedder() -> TransformerEmbedder:
+    return TransformerEmbedder()
 
 
 @pytest.fixture(scope="session")
-def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder) -> Path:
+def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder: TransformerEmbedder) -> Path:
     """An index of the seeds built with the packaged MiniLM, shared by the model tests."""
     path = tmp_path_factory.mktemp("real") / "index"
     build_index([SEEDS], path, embedder=real_embedder)

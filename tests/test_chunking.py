@@ -1,6 +1,6 @@
 import pytest
 
-from rag import Config, HashingEmbedder, SentenceTransformerEmbedder, load_articles
+from rag import Config, HashingEmbedder, TransformerEmbedder, load_articles
 from rag.chunking import split_article, text_for_embedding
 from rag.sentences import split_sentences
 
@@ -15,7 +15,7 @@ def chunk_article(*args):
 
 @pytest.fixture(scope="module")
 def tokenizer_embedder():
-    return SentenceTransformerEmbedder()  # only its tokenizer is used here: no model load
+    return TransformerEmbedder()  # only its tokenizer is used here: no model load
 
 
 @pytest.mark.parametrize("article", ARTICLES, ids=lambda a: a.id)

@@ -43,8 +43,25 @@ def test_build_reports_and_indexes_every_seed(fake_index, embedder):
     index = open_index(fake_index)
     assert [a.id for a in index.articles()] == sorted(p.stem for p in SEEDS.glob("*.txt"))
     counts = index.manifest["counts"]
-    assert counts["chunks"] + counts["sentences"] == len(embedder.embedded)
+    assert counts["chunks"] == len(embedder.embedded)  # sentence vectors come from their chunk's pass
+    assert counts["sentences"] > counts["chunks"]
     assert all(a.chunks > 0 for a in index.articles())
+
+
+def test_separate_sentence_vectors_encode_each_sentence_again(tmp_path, seeds_copy):
+    embedder = CountingEmbedder()
+    build_index([seeds_copy], tmp_path / "index", embedder=embedder, config=Config(sentence_vectors="separate"))
+    counts = Index.open(tmp_path / "index", embedder=embedder, config=Config(sentence_vectors="separate")).manifest["counts"]
+    assert len(embedder.embedded) == counts["chunks"] + counts["sentences"]
+
+
+def test_late_sentence_vectors_are_pooled_from_the_span_of_their_chunk(fake_index):
+    snapshot = open_index(fake_index)._snapshot
+    embedder = HashingEmbedder()  # its span vector is the vector of the span's own words
+    for stored in list(snapshot.chunks.values())[:8]:
+        for sentence_id, span in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
+            expected = embedder.embed([sentence_text(stored, span)])[0]
+            assert np.allclose(snapshot.sentence_vectors.reconstruct(sentence_id), expected, atol=1e-6)
 
 
 def test_save_then_load_gives_identical_results(fake_index):
@@ -96,7 +113,7 @@ def test_adding_an_article_embeds_only_its_chunks(fake_index, seeds_copy, embedd
     (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
     report = build_index([seeds_copy], fake_index, embedder=embedder)
     assert report.added == ["005_new"] and len(report.unchanged) == 5
-    assert len(embedder.embedded) == report.chunks_embedded + report.sentences_embedded == 1 + 3
+    assert len(embedder.embedded) == report.chunks_embedded == 1 and report.sentences_embedded == 3
     assert all(text.split("\n")[-1] in NEW_ARTICLE for text in embedder.embedded)
     assert open_index(fake_index).search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "005_new"
 
@@ -108,12 +125,12 @@ def test_adding_one_article_to_thousands_embeds_only_it(tmp_path):
         (folder / f"a{number:04d}.txt").write_text(f"Report number {number} on topic {number % 37}. It ends here.")
     embedder = CountingEmbedder()
     build_index([folder], tmp_path / "index", embedder=embedder)
-    assert len(embedder.embedded) == 2000 * 3  # a chunk and two sentences each
+    assert len(embedder.embedded) == 2000  # a chunk each; its two sentences are pooled from it
     embedder.embedded.clear()
     (folder / "new.txt").write_text(NEW_ARTICLE)
     report = build_index([folder], tmp_path / "index", embedder=embedder)
     assert report.added == ["new"] and len(report.unchanged) == 2000
-    assert len(embedder.embedded) == report.chunks_embedded + report.sentences_embedded == 1 + 3
+    assert len(embedder.embedded) == report.chunks_embedded == 1 and report.sentences_embedded == 3
 
 
 def test_changed_article_is_replaced_and_removed_article_deleted(fake_index, seeds_copy, embedder):
@@ -162,7 +179,7 @@ def test_rebuild_starts_from_scratch(fake_index, seeds_copy, embedder):
     embedder.embedded.clear()
     report = build_index([seeds_copy], fake_index, embedder=embedder, rebuild=True)
     counts = open_index(fake_index).manifest["counts"]
-    assert len(report.added) == 5 and len(embedder.embedded) == counts["chunks"] + counts["sentences"]
+    assert len(report.added) == 5 and len(embedder.embedded) == counts["chunks"]
 
 
 class ExplodingEmbedder(HashingEmbedder):
