@@ -8,6 +8,9 @@ from typing import Any, Literal
 from rag.errors import ConfigError
 
 
+ENCODINGS = ("sentences", "late", "separate")
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings for reading, chunking and searching.
@@ -16,8 +19,10 @@ class Config:
     target; no chunk exceeds what the model reads once its article's title is prepended.
     The search settings (`fusion` and the weights) apply at query time and need no rebuild;
     their defaults were chosen on SciFact train and seeds_dev.jsonl (docs/evaluation.md).
-    `sentence_vectors="late"` pools each sentence's vector from its chunk's encoding (one
-    forward pass per chunk); "separate" encodes every sentence again on its own.
+    `encoding` says how chunk and sentence vectors are made: "sentences" encodes each
+    sentence (and each title) once and pools a chunk's vector from its sentences' tokens;
+    "late" encodes each chunk and pools its sentences' vectors from that pass; "separate"
+    encodes chunks and sentences each on their own (every word piece twice).
 
     >>> Config(chunk_tokens=128, overlap_sentences=1).chunk_tokens
     128
@@ -25,7 +30,7 @@ class Config:
 
     chunk_tokens: int = 160
     overlap_sentences: int = 1
-    sentence_vectors: Literal["late", "separate"] = "late"
+    encoding: Literal["sentences", "late", "separate"] = "sentences"
     max_file_bytes: int = 5_000_000
     max_query_chars: int = 2_000
     fusion: Literal["zscore", "rrf"] = "zscore"
@@ -45,8 +50,8 @@ class Config:
             raise ConfigError(
                 f"overlap_sentences must be between 0 and 5, got {self.overlap_sentences!r}"
             )
-        if self.sentence_vectors not in ("late", "separate"):
-            raise ConfigError(f"sentence_vectors must be 'late' or 'separate', got {self.sentence_vectors!r}")
+        if self.encoding not in ENCODINGS:
+            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         if self.max_file_bytes < 1:
             raise ConfigError(f"max_file_bytes must be positive, got {self.max_file_bytes!r}")
         if self.max_query_chars < 1:
@@ -66,4 +71,4 @@ class Config:
     def chunker_settings(self) -> dict[str, Any]:
         """The settings an index depends on: a change to any of them needs a rebuild."""
         return {"chunk_tokens": self.chunk_tokens, "overlap_sentences": self.overlap_sentences,
-                "sentence_vectors": self.sentence_vectors}
+                "encoding": self.encoding}

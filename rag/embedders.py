@@ -53,6 +53,11 @@ class Embedder(Protocol):
         (start, end) character span of it, from the text's own encoding."""
         ...
 
+    def embed_pooled(self, texts: Sequence[str], groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Each text's vector, and one vector per group of texts: the mean of the (non-special)
+        token embeddings of the texts in the group, each text encoded once, on its own."""
+        ...
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of word pieces in each text, without special tokens and without truncation."""
         ...
@@ -117,13 +122,35 @@ class TransformerEmbedder:
         return {"backend": self.backend}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embed_with_spans(texts, [()] * len(texts))[0]
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, tokens, _ in self._token_embeddings(texts):
+            vectors[i] = tokens.mean(axis=0)  # every token, special ones too: the model's own pooling
+        return _normalise(vectors)
 
     def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Spans]) -> tuple[np.ndarray, list[np.ndarray]]:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         span_vectors: list[np.ndarray] = [np.zeros((0, self.dim), dtype=np.float32)] * len(texts)
+        for i, tokens, encoding in self._token_embeddings(texts):
+            vectors[i] = tokens.mean(axis=0)
+            span_vectors[i] = _pool_spans(tokens, encoding, spans[i])
+        return _normalise(vectors), [_normalise(rows) for rows in span_vectors]
+
+    def embed_pooled(self, texts: Sequence[str], groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        sums = np.zeros((len(texts), self.dim), dtype=np.float32)
+        counts = np.zeros(len(texts), dtype=np.float32)
+        for i, tokens, encoding in self._token_embeddings(texts):
+            vectors[i] = tokens.mean(axis=0)
+            regular = np.array(encoding.special_tokens_mask, dtype=bool) == 0
+            sums[i], counts[i] = tokens[regular].sum(axis=0), regular.sum()
+        pooled = np.array([sums[list(group)].sum(axis=0) / max(counts[list(group)].sum(), 1.0) for group in groups],
+                          dtype=np.float32).reshape(-1, self.dim)
+        return _normalise(vectors), _normalise(pooled)
+
+    def _token_embeddings(self, texts: Sequence[str]):  # noqa: ANN202 - yields (i, tokens, encoding)
+        """Each text's token embeddings, in batches of similar length."""
         if not texts:
-            return vectors, span_vectors
+            return
         encodings = self._tokenizer(truncate=True).encode_batch(list(texts))
         run = self._model()
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
@@ -137,10 +164,7 @@ class TransformerEmbedder:
                 attention[row, : len(encodings[i].ids)] = 1
             hidden = run(input_ids, attention)
             for row, i in enumerate(batch):
-                tokens = hidden[row, : len(encodings[i].ids)]
-                vectors[i] = tokens.mean(axis=0)  # every token, special ones too: the model's own pooling
-                span_vectors[i] = _pool_spans(tokens, encodings[i], spans[i])
-        return _normalise(vectors), [_normalise(rows) for rows in span_vectors]
+                yield i, hidden[row, : len(encodings[i].ids)], encodings[i]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         encodings = self._tokenizer(truncate=False).encode_batch(list(texts), add_special_tokens=False)
@@ -243,6 +267,9 @@ class HashingEmbedder:
         return {"backend": "hashing"}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._hash(texts)
+
+    def _hash(self, texts: Sequence[str]) -> np.ndarray:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):
@@ -252,8 +279,11 @@ class HashingEmbedder:
         return _normalise(vectors)
 
     def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Spans]) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self.embed(texts), [self.embed([text[start:end] for start, end in text_spans])
+        return self._hash(texts), [self._hash([text[start:end] for start, end in text_spans])
                                    for text, text_spans in zip(texts, spans, strict=True)]
+
+    def embed_pooled(self, texts: Sequence[str], groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        return self._hash(texts), self._hash([" ".join(texts[i] for i in group) for group in groups])
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(re.findall(r"\w+|[^\w\s]", text)) for text in texts]

@@ -274,57 +274,83 @@ def _current_or_none(path: Path, embedder: Embedder, config: Config) -> Snapshot
 
 def _embed_articles(articles: list[Article], split: list[ChunkedArticle], embedder: Embedder, config: Config,
                     progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors of every chunk (title + text) and of every sentence, in the order of `split`.
+    """Vectors of every chunk and of every sentence, in the order of `split`, encoded a few
+    articles at a time (`config.encoding` says how), reporting progress in texts encoded."""
+    encode = {"sentences": _encode_sentences, "late": _encode_late, "separate": _encode_separately}[config.encoding]
+    sizes = [_texts_encoded(part, config) for part in split]
+    done, total = 0, sum(sizes)
+    chunk_parts, sentence_parts = [np.zeros((0, embedder.dim), dtype=np.float32)], [np.zeros((0, embedder.dim), dtype=np.float32)]
+    if progress:
+        progress(0, total)
+    start = 0
+    while start < len(split):
+        end = start + 1
+        while end < len(split) and sum(sizes[start:end]) < _EMBED_BATCH:
+            end += 1
+        chunk_vectors, sentence_vectors = encode(articles[start:end], split[start:end], embedder)
+        chunk_parts.append(chunk_vectors)
+        sentence_parts.append(sentence_vectors)
+        done += sum(sizes[start:end])
+        if progress:
+            progress(done, total)
+        start = end
+    return np.concatenate(chunk_parts), np.concatenate(sentence_parts)
 
-    Late (the default): each sentence's vector is pooled from the encoding of the first chunk
-    holding it, so every word piece is encoded once (twice where chunks overlap). Separate:
-    each sentence is also encoded on its own.
-    """
-    late = config.sentence_vectors == "late"
+
+def _texts_encoded(part: ChunkedArticle, config: Config) -> int:
+    return {"sentences": len(part.sentences) + 1, "late": len(part.chunks),
+            "separate": len(part.chunks) + len(part.sentences)}[config.encoding]
+
+
+def _encode_sentences(articles: list[Article], split: list[ChunkedArticle],
+                      embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+    """Each title and sentence encoded once; a chunk's vector pools its title's and its
+    sentences' token embeddings (every word piece of the article read once)."""
+    texts: list[str] = []
+    groups: list[list[int]] = []
+    sentence_rows: list[int] = []
+    for article, part in zip(articles, split, strict=True):
+        title_row = len(texts)
+        texts.append(article.title)
+        first = len(texts)
+        texts += [article.text[start:end] for start, end in part.sentences]
+        sentence_rows += range(first, len(texts))
+        groups += [[title_row, *(first + i for i in members)] for members in part.chunk_sentences]
+    vectors, chunk_vectors = embedder.embed_pooled(texts, groups)
+    return chunk_vectors, vectors[sentence_rows]
+
+
+def _encode_late(articles: list[Article], split: list[ChunkedArticle],
+                 embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+    """Each chunk (title + text) encoded once; a sentence's vector pools its tokens in the
+    first chunk holding it (late chunking)."""
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
-    chunk_texts: list[int] = []
-    sentence_sources: list[tuple[int, int | None]] = []  # (text number, span number; None: the whole text)
-    for article, part in zip(articles, split, strict=True):
-        sources: list[tuple[int, int | None]] = [(-1, None)] * len(part.sentences)
+    sentence_sources: list[tuple[int, int]] = []  # (chunk text, span) of each sentence
+    for part in split:
+        sources = [(-1, -1)] * len(part.sentences)
         for chunk, members in zip(part.chunks, part.chunk_sentences, strict=True):
             text = text_for_embedding(chunk)
             shift = len(text) - len(chunk.text) - chunk.start  # file offset -> offset in `text`
-            own = [i for i in members if sources[i][0] < 0] if late else []
+            own = [i for i in members if sources[i][0] < 0]
             for slot, sentence in enumerate(own):
                 sources[sentence] = (len(texts), slot)
-            chunk_texts.append(len(texts))
             texts.append(text)
             spans.append([(part.sentences[i][0] + shift, part.sentences[i][1] + shift) for i in own])
-        if not late:
-            for sentence, (start, end) in enumerate(part.sentences):
-                sources[sentence] = (len(texts), None)
-                texts.append(article.text[start:end])
-                spans.append([])
         sentence_sources += sources
-    text_vectors, span_vectors = _embed(texts, spans, embedder, progress)
-    sentence_vectors = np.array([text_vectors[number] if slot is None else span_vectors[number][slot]
-                                 for number, slot in sentence_sources], dtype=np.float32).reshape(-1, embedder.dim)
-    return text_vectors[chunk_texts], sentence_vectors
+    chunk_vectors, span_vectors = embedder.embed_with_spans(texts, spans)
+    sentence_vectors = [span_vectors[text][slot] for text, slot in sentence_sources]
+    return chunk_vectors, np.array(sentence_vectors, dtype=np.float32).reshape(-1, embedder.dim)
 
 
-def _embed(texts: list[str], spans: list[list[tuple[int, int]]], embedder: Embedder,
-           progress: ProgressCallback | None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Embed in batches of similar length (little padding), reporting progress per batch."""
-    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    span_vectors: list[np.ndarray] = [np.zeros((0, embedder.dim), dtype=np.float32)] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    if progress:
-        progress(0, len(texts))
-    for start in range(0, len(texts), _EMBED_BATCH):
-        batch = order[start : start + _EMBED_BATCH]
-        batch_vectors, batch_spans = embedder.embed_with_spans([texts[i] for i in batch], [spans[i] for i in batch])
-        vectors[batch] = batch_vectors
-        for i, rows in zip(batch, batch_spans, strict=True):
-            span_vectors[i] = rows
-        if progress:
-            progress(start + len(batch), len(texts))
-    return vectors, span_vectors
+def _encode_separately(articles: list[Article], split: list[ChunkedArticle],
+                       embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks (title + text) and sentences each encoded on their own."""
+    chunk_texts = [text_for_embedding(chunk) for part in split for chunk in part.chunks]
+    sentence_texts = [article.text[start:end] for article, part in zip(articles, split, strict=True)
+                      for start, end in part.sentences]
+    vectors = embedder.embed(chunk_texts + sentence_texts)
+    return vectors[: len(chunk_texts)], vectors[len(chunk_texts):]
 
 
 def _version(package: str) -> str | None:

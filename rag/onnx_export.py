@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import uuid
+import warnings
 from pathlib import Path
 
 from filelock import FileLock
@@ -102,7 +103,8 @@ def _export(model_path: Path, destination: Path) -> None:
     model = LastHiddenState(SentenceTransformer(str(model_path), device="cpu")[0].auto_model.eval())
     sample = torch.ones((2, 16), dtype=torch.long)
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on a graph that is checked by the tests
         torch.onnx.export(model, (sample, sample, torch.zeros_like(sample)), str(destination),
                           input_names=names, output_names=["last_hidden_state"],
                           dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]},

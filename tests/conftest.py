@@ -12,7 +12,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rag import HashingEmbedder, TransformerEmbedder, build_index  # noqa: E402
+from rag import Embedder, HashingEmbedder, build_index  # noqa: E402
+from rag.embedders import default_embedder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -26,9 +27,17 @@ class CountingEmbedder(HashingEmbedder):
         super().__init__()
         self.embedded: list[str] = []
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.embedded.extend(texts)
+        return super().embed(texts)
+
     def embed_with_spans(self, texts: Sequence[str], spans) -> tuple[np.ndarray, list[np.ndarray]]:
         self.embedded.extend(texts)
         return super().embed_with_spans(texts, spans)
+
+    def embed_pooled(self, texts: Sequence[str], groups) -> tuple[np.ndarray, np.ndarray]:
+        self.embedded.extend(texts)
+        return super().embed_pooled(texts, groups)
 
 
 @pytest.fixture(autouse=True)
@@ -61,12 +70,12 @@ def fake_index(tmp_path: Path, seeds_copy: Path, embedder: CountingEmbedder) -> 
 
 
 @pytest.fixture(scope="session")
-def real_embedder() -> TransformerEmbedder:
-    return TransformerEmbedder()
+def real_embedder() -> Embedder:
+    return default_embedder()  # RAG_ENCODER picks the backend
 
 
 @pytest.fixture(scope="session")
-def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder: TransformerEmbedder) -> Path:
+def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder: Embedder) -> Path:
     """An index of the seeds built with the packaged MiniLM, shared by the model tests."""
     path = tmp_path_factory.mktemp("real") / "index"
     build_index([SEEDS], path, embedder=real_embedder)

@@ -43,25 +43,33 @@ def test_build_reports_and_indexes_every_seed(fake_index, embedder):
     index = open_index(fake_index)
     assert [a.id for a in index.articles()] == sorted(p.stem for p in SEEDS.glob("*.txt"))
     counts = index.manifest["counts"]
-    assert counts["chunks"] == len(embedder.embedded)  # sentence vectors come from their chunk's pass
-    assert counts["sentences"] > counts["chunks"]
+    # each sentence and title is encoded once; chunk vectors are pooled from them
+    assert len(embedder.embedded) == counts["sentences"] + counts["articles"]
     assert all(a.chunks > 0 for a in index.articles())
 
 
-def test_separate_sentence_vectors_encode_each_sentence_again(tmp_path, seeds_copy):
-    embedder = CountingEmbedder()
-    build_index([seeds_copy], tmp_path / "index", embedder=embedder, config=Config(sentence_vectors="separate"))
-    counts = Index.open(tmp_path / "index", embedder=embedder, config=Config(sentence_vectors="separate")).manifest["counts"]
-    assert len(embedder.embedded) == counts["chunks"] + counts["sentences"]
+@pytest.mark.parametrize(("encoding", "texts_per_chunk", "texts_per_sentence"), [("late", 1, 0), ("separate", 1, 1)])
+def test_other_encodings_encode_what_they_say(tmp_path, seeds_copy, encoding, texts_per_chunk, texts_per_sentence):
+    embedder, config = CountingEmbedder(), Config(encoding=encoding)
+    build_index([seeds_copy], tmp_path / "index", embedder=embedder, config=config)
+    counts = Index.open(tmp_path / "index", embedder=embedder, config=config).manifest["counts"]
+    assert len(embedder.embedded) == texts_per_chunk * counts["chunks"] + texts_per_sentence * counts["sentences"]
 
 
-def test_late_sentence_vectors_are_pooled_from_the_span_of_their_chunk(fake_index):
-    snapshot = open_index(fake_index)._snapshot
-    embedder = HashingEmbedder()  # its span vector is the vector of the span's own words
-    for stored in list(snapshot.chunks.values())[:8]:
+@pytest.mark.parametrize("encoding", ["sentences", "late", "separate"])
+def test_every_encoding_gives_each_sentence_its_own_words_vector(tmp_path, seeds_copy, encoding):
+    """With the hashing fake, a sentence's vector is that of its words, however it was made,
+    and a chunk's vector is that of its title and words."""
+    config = Config(encoding=encoding)
+    build_index([seeds_copy], tmp_path / "index", embedder=HashingEmbedder(), config=config)
+    snapshot = Index.open(tmp_path / "index", embedder=HashingEmbedder(), config=config)._snapshot
+    embedder = HashingEmbedder()
+    for chunk_id, stored in list(snapshot.chunks.items())[:8]:
         for sentence_id, span in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
             expected = embedder.embed([sentence_text(stored, span)])[0]
             assert np.allclose(snapshot.sentence_vectors.reconstruct(sentence_id), expected, atol=1e-6)
+        expected = embedder.embed([text_for_embedding(stored.chunk)])[0]
+        assert np.allclose(snapshot.chunk_vectors.reconstruct(chunk_id), expected, atol=1e-6)
 
 
 def test_save_then_load_gives_identical_results(fake_index):
@@ -113,8 +121,8 @@ def test_adding_an_article_embeds_only_its_chunks(fake_index, seeds_copy, embedd
     (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
     report = build_index([seeds_copy], fake_index, embedder=embedder)
     assert report.added == ["005_new"] and len(report.unchanged) == 5
-    assert len(embedder.embedded) == report.chunks_embedded == 1 and report.sentences_embedded == 3
-    assert all(text.split("\n")[-1] in NEW_ARTICLE for text in embedder.embedded)
+    assert len(embedder.embedded) == 1 + report.sentences_embedded == 1 + 3  # its title and sentences
+    assert all(text in NEW_ARTICLE for text in embedder.embedded)
     assert open_index(fake_index).search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "005_new"
 
 
@@ -125,12 +133,12 @@ def test_adding_one_article_to_thousands_embeds_only_it(tmp_path):
         (folder / f"a{number:04d}.txt").write_text(f"Report number {number} on topic {number % 37}. It ends here.")
     embedder = CountingEmbedder()
     build_index([folder], tmp_path / "index", embedder=embedder)
-    assert len(embedder.embedded) == 2000  # a chunk each; its two sentences are pooled from it
+    assert len(embedder.embedded) == 2000 * 3  # a title and two sentences each
     embedder.embedded.clear()
     (folder / "new.txt").write_text(NEW_ARTICLE)
     report = build_index([folder], tmp_path / "index", embedder=embedder)
     assert report.added == ["new"] and len(report.unchanged) == 2000
-    assert len(embedder.embedded) == report.chunks_embedded == 1 and report.sentences_embedded == 3
+    assert len(embedder.embedded) == 1 + report.sentences_embedded == 1 + 3
 
 
 def test_changed_article_is_replaced_and_removed_article_deleted(fake_index, seeds_copy, embedder):
@@ -144,7 +152,8 @@ def test_changed_article_is_replaced_and_removed_article_deleted(fake_index, see
     assert report.removed == ["004_0ad313e58527b596"]
     assert sorted(report.unchanged) == ["000_74a00811c9a9f887", "001_b4864911fd882270", "002_2158886989b67df7"]
     updated_text = changed.read_text(encoding="utf-8")
-    assert all(text.split("\n")[-1] in updated_text for text in embedder.embedded)
+    title = open_index(fake_index).manifest["articles"]["003_62729c1e8f798b4f"]["title"]
+    assert all(text in updated_text or text == title for text in embedder.embedded)
     index = open_index(fake_index)
     article_ids = {s.chunk.article_id for s in index._snapshot.chunks.values()}
     assert "004_0ad313e58527b596" not in article_ids
@@ -179,21 +188,21 @@ def test_rebuild_starts_from_scratch(fake_index, seeds_copy, embedder):
     embedder.embedded.clear()
     report = build_index([seeds_copy], fake_index, embedder=embedder, rebuild=True)
     counts = open_index(fake_index).manifest["counts"]
-    assert len(report.added) == 5 and len(embedder.embedded) == counts["chunks"]
+    assert len(report.added) == 5 and len(embedder.embedded) == counts["sentences"] + counts["articles"]
 
 
 class ExplodingEmbedder(HashingEmbedder):
-    """Fails on the n-th call to embed, as a crash in the middle of a rebuild."""
+    """Fails on the n-th batch it encodes, as a crash in the middle of a rebuild."""
 
     def __init__(self, fail_on_call: int, error: BaseException) -> None:
         super().__init__()
         self.calls, self.fail_on_call, self.error = 0, fail_on_call, error
 
-    def embed(self, texts):
+    def embed_pooled(self, texts, groups):
         self.calls += 1
         if self.calls == self.fail_on_call:
             raise self.error
-        return super().embed(texts)
+        return super().embed_pooled(texts, groups)
 
 
 @pytest.mark.parametrize("error", [RuntimeError("encoder crashed"), KeyboardInterrupt()])
@@ -256,10 +265,10 @@ class BlockingEmbedder(HashingEmbedder):
         super().__init__()
         self.started, self.release = threading.Event(), threading.Event()
 
-    def embed(self, texts):
+    def embed_pooled(self, texts, groups):
         self.started.set()
         assert self.release.wait(10)
-        return super().embed(texts)
+        return super().embed_pooled(texts, groups)
 
 
 def test_readers_keep_working_while_a_rebuild_runs(fake_index, seeds_copy):
