@@ -107,13 +107,15 @@ def build_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_
 
 def index_articles(articles: Sequence[Article], path: str | Path, embedder: Embedder,
                    config: Config | None = None, progress: ProgressCallback | None = None,
-                   lock_timeout: float = 60.0) -> UpdateReport:
-    """Add or replace articles made in memory (a benchmark corpus, say); removes nothing."""
+                   lock_timeout: float = 60.0, remove: Sequence[str] = ()) -> UpdateReport:
+    """Add or replace articles made in memory (a benchmark corpus, say), and remove the
+    articles whose ids are in `remove`; nothing else is removed."""
     path = Path(path)
     config = config or Config()
     _make_index_dir(path)
     with _write_lock(path, lock_timeout):
-        return _update_locked(LoadReport(articles=list(articles)), [], path, embedder, config, False, progress)
+        return _update_locked(LoadReport(articles=list(articles)), [], path, embedder, config, False, progress,
+                              remove=frozenset(remove))
 
 
 def _make_index_dir(path: Path) -> None:
@@ -143,7 +145,7 @@ def _write_lock(path: Path, timeout: float) -> Iterator[None]:
 
 
 def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: Embedder, config: Config,
-                   rebuild: bool, progress: ProgressCallback | None) -> UpdateReport:
+                   rebuild: bool, progress: ProgressCallback | None, remove: frozenset[str] = frozenset()) -> UpdateReport:
     report = UpdateReport(failed=list(loaded.failures.values()), skipped=loaded.skipped)
     previous = None if rebuild else _current_or_none(path, embedder, config)
     old_entries: dict[str, dict[str, Any]] = previous.manifest["articles"] if previous else {}
@@ -168,7 +170,8 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
     found = {article.id for article in loaded.articles}
     for article_id, entry in old_entries.items():
         source = Path(entry["source"])
-        if article_id not in found and source not in loaded.failures and _is_under(source, roots):
+        if article_id in remove or (article_id not in found and source not in loaded.failures
+                                    and _is_under(source, roots)):
             report.removed.append(article_id)
             del entries[article_id]
     if previous is not None and not report.changed and not moved:

@@ -21,6 +21,7 @@ from rag import (
     build_index,
 )
 from rag.chunking import text_for_embedding
+from rag.indexing import index_articles
 from rag.store import FORMAT_VERSION, current_snapshot_dir
 
 from conftest import SEEDS, CountingEmbedder
@@ -397,3 +398,11 @@ def test_an_index_updated_elsewhere_is_picked_up_by_update(fake_index, seeds_cop
     report = served.update([seeds_copy])
     assert not report.changed
     assert len(served.articles()) == 6 and served.version == current_snapshot_dir(fake_index).name
+
+
+def test_index_articles_removes_the_articles_it_is_told_to(fake_index, embedder):
+    report = index_articles([], fake_index, embedder, remove=["004_0ad313e58527b596"])
+    assert report.removed == ["004_0ad313e58527b596"] and not report.added
+    index = open_index(fake_index)
+    assert "004_0ad313e58527b596" not in {a.id for a in index.articles()}
+    assert all(h.chunk.article_id != "004_0ad313e58527b596" for h in index.search("nearly 140 ships", k=20))

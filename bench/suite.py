@@ -1,0 +1,287 @@
+"""The speed suite: indexing, search and ask latency at growing sizes, cold start, updates, size.
+
+    .venv/bin/python bench/suite.py --scifact ../shared/eval/scifact                # 10k and 100k chunks
+    .venv/bin/python bench/suite.py --scifact ../shared/eval/scifact --sizes 10000 100000 1000000
+
+Prints a table for people and writes JSON for machines to bench/results/suite-<time>.json.
+
+- Indexing: the first --index-docs SciFact documents, with the real encoder: articles/s,
+  chunks/s, word pieces/s, the time split (reading, chunking, encoding, the rest: BM25, FAISS,
+  writing), the encoder's share of the time, and peak RSS.
+- Sizes: corpora of N chunks made of SciFact repeated, ids made unique. Encoding 100k chunks
+  takes hours here, so the corpus vectors are replayed from the SciFact index that
+  `rag eval --beir` / bench/encoders.py built (build it first), each repeat perturbed with
+  Gaussian noise (sigma 0.02 per dimension, then re-normalised) so no two copies coincide;
+  queries are encoded for real. BM25 is real. Search: one query at a time (p50/p95/p99,
+  encoding included), and queries/s with the queries encoded in one batch; ask: extractive.
+- Updates, at the largest size, warm: adding 1 and 100 new articles (encoded for real),
+  removing 1.
+- Cold start: a new `rag ask` process on the index at the smallest size, to its answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from rag import Config, Index
+from rag.beir import cached_index, corpus_path, load_corpus, load_qrels, load_queries
+from rag.chunking import split_article
+from rag.embedders import default_embedder
+from rag.indexing import index_articles
+from rag.records import Article
+from rag.retrieval import SearchFilter, rank_chunks
+from rag.textnorm import terms
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> dict[str, object]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "encoder": os.environ.get("RAG_ENCODER", "onnx-int8")}
+
+
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
+    return {f"p{q}_ms": round(float(np.percentile(samples, q)), 2) for q in (50, 95, 99)}
+
+
+def rss_mb() -> float:
+    """Resident memory now (not the peak), from /proc."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class TimedEncoder:
+    """The real encoder, timed, counting the word pieces it reads."""
+
+    def __init__(self) -> None:
+        self.inner = default_embedder()
+        self.name, self.dim, self.max_tokens = self.inner.name, self.inner.dim, self.inner.max_tokens
+        self.seconds, self.word_pieces = 0.0, 0
+
+    def describe(self) -> dict[str, str]:
+        return self.inner.describe()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_tokens(texts)
+
+    def embed(self, texts):  # noqa: ANN001, ANN201 - the Embedder protocol
+        return self._timed(self.inner.embed, texts)
+
+    def embed_with_spans(self, texts, spans):  # noqa: ANN001, ANN201
+        return self._timed(self.inner.embed_with_spans, texts, spans)
+
+    def embed_pooled(self, texts, groups):  # noqa: ANN001, ANN201
+        return self._timed(self.inner.embed_pooled, texts, groups)
+
+    def _timed(self, method, texts, *args):  # noqa: ANN001, ANN202
+        self.word_pieces += sum(min(n + 2, self.max_tokens) for n in self.inner.count_tokens(texts))
+        started = time.perf_counter()
+        result = method(texts, *args)
+        self.seconds += time.perf_counter() - started
+        return result
+
+
+class ReplayEncoder:
+    """Vectors of texts already encoded (SciFact's sentences), each repeat of a text perturbed."""
+
+    def __init__(self, vectors: dict[str, np.ndarray], real: TimedEncoder) -> None:
+        self.vectors, self.real, self.seen = vectors, real, Counter()
+        self.name, self.dim, self.max_tokens = real.name, real.dim, real.max_tokens
+
+    def describe(self) -> dict[str, str]:
+        return self.real.describe()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.real.count_tokens(texts)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for text in texts:
+            self.seen[text] += 1
+            base = self.vectors.get(text)
+            seed = int.from_bytes(hashlib.blake2b(f"{self.seen[text]}:{text}".encode(), digest_size=8).digest(), "little")
+            noise = np.random.default_rng(seed).normal(0, 0.02, self.dim).astype(np.float32)
+            vector = (base if base is not None else np.zeros(self.dim, dtype=np.float32)) + noise
+            rows.append(vector / np.linalg.norm(vector))
+        return np.array(rows, dtype=np.float32).reshape(-1, self.dim)
+
+    def embed_pooled(self, texts: Sequence[str], groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        vectors = self.embed(texts)
+        pooled = np.array([vectors[list(group)].mean(axis=0) for group in groups], dtype=np.float32)
+        return vectors, pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+
+def bench_indexing(articles: list[Article], workdir: Path) -> dict[str, object]:
+    encoder = TimedEncoder()
+    encoder.embed(["warm up"])
+    encoder.seconds = encoder.word_pieces = 0
+    started = time.perf_counter()
+    report = index_articles(articles, workdir / "indexing", encoder)
+    total = time.perf_counter() - started
+    chunking_started = time.perf_counter()
+    for article in articles:
+        split_article(article, encoder.count_tokens, encoder.max_tokens, Config())
+    chunking = time.perf_counter() - chunking_started
+    corpus_pieces = sum(encoder.count_tokens([article.text for article in articles]))
+    return {
+        "articles": len(articles), "chunks": report.chunks_embedded, "seconds": round(total, 2),
+        "articles_per_s": round(len(articles) / total, 1), "chunks_per_s": round(report.chunks_embedded / total, 1),
+        "word_pieces_per_s": round(encoder.word_pieces / total),
+        "bare_encoder_word_pieces_per_s": round(encoder.word_pieces / encoder.seconds),
+        "indexing_share_of_encoder_speed": round(encoder.seconds / total, 3),
+        "word_pieces_encoded_per_corpus_piece": round(encoder.word_pieces / corpus_pieces, 3),
+        "split_s": {"chunking": round(chunking, 2), "encoding": round(encoder.seconds, 2),
+                    "bm25_faiss_writing": round(total - chunking - encoder.seconds, 2)},
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
+
+
+def copies(articles: list[Article], chunks_wanted: int, chunks_per_article: float) -> list[Article]:
+    """SciFact repeated until about `chunks_wanted` chunks, each repeat with its own ids."""
+    count = max(1, round(chunks_wanted / chunks_per_article))
+    return [replace(articles[i % len(articles)], id=f"{articles[i % len(articles)].id}~{i // len(articles)}",
+                    content_hash=f"{articles[i % len(articles)].content_hash}~{i // len(articles)}")
+            for i in range(count)]
+
+
+def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str], path: Path) -> tuple[Index, dict]:
+    started = time.perf_counter()
+    index_articles(articles, path, replay)
+    build = time.perf_counter() - started
+    before = rss_mb()
+    index = Index.open(path, embedder=replay.real.inner)
+    in_memory = rss_mb() - before
+    chunks = index.manifest["counts"]["chunks"]
+    for query in queries[:20]:
+        index.search(query, k=10)  # warm
+    samples = []
+    for query in queries:
+        started = time.perf_counter()
+        index.search(query, k=10)
+        samples.append((time.perf_counter() - started) * 1000)
+    asked = []
+    for query in queries[:100]:
+        started = time.perf_counter()
+        index.ask(query)
+        asked.append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    query_vectors = replay.real.inner.embed(queries)
+    snapshot = index._snapshot
+    for query, vector in zip(queries, query_vectors, strict=True):
+        rank_chunks(snapshot, vector, terms(query), 10, SearchFilter(), index.config)
+    batched = len(queries) / (time.perf_counter() - started)
+    snapshot_dir = next((path / "versions").iterdir())
+    disk = sum(f.stat().st_size for f in snapshot_dir.rglob("*") if f.is_file())
+    return index, {
+        "chunks": chunks, "sentences": index.manifest["counts"]["sentences"], "build_s": round(build, 1),
+        "search": percentiles(samples), "ask": percentiles(asked), "batched_queries_per_s": round(batched, 1),
+        "disk_bytes_per_chunk": round(disk / chunks), "memory_bytes_per_chunk": round(in_memory * 2**20 / chunks),
+    }
+
+
+def bench_updates(index: Index, fresh: list[Article], real: TimedEncoder) -> dict[str, float]:
+    results = {}
+    for label, batch in (("add_1_s", fresh[:1]), ("add_100_s", fresh[1:101])):
+        started = time.perf_counter()
+        index_articles(batch, index.path, real)
+        results[label] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    index_articles([], index.path, real, remove=[fresh[0].id])
+    results["remove_1_s"] = round(time.perf_counter() - started, 2)
+    return results
+
+
+def bench_cold_start(index_dir: Path, question: str) -> dict[str, float]:
+    samples = []
+    for _ in range(3):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "rag.cli", "ask", question, "--index", str(index_dir)],
+                              capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        samples.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise SystemExit(f"rag ask failed: {done.stderr}")
+    return {"first_answer_s_best": round(min(samples), 2), "first_answer_s_median": round(float(np.median(samples)), 2)}
+
+
+def replay_vectors(scifact: Path, cache: Path) -> dict[str, np.ndarray]:
+    """Sentence text -> vector, from the SciFact index of the default settings."""
+    index = cached_index(scifact, cache, default_embedder(), Config())
+    snapshot = index._snapshot
+    return {text: snapshot.sentence_vectors.reconstruct(sentence_id)
+            for sentences in snapshot.article_sentences.values() for sentence_id, text in sentences}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scifact", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, default=Path(".cache/beir"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--index-docs", type=int, default=500, help="SciFact documents indexed for real")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--results", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    base = load_corpus(corpus_path(args.scifact))
+    queries = list(load_queries(args.scifact, load_qrels(args.scifact, "train")).values())[: args.queries]
+    results: dict[str, object] = {"machine": machine(), "started": dt.datetime.now().isoformat(timespec="seconds")}
+    workdir = Path(tempfile.mkdtemp(prefix="rag-bench-"))
+    try:
+        results["indexing"] = bench_indexing(base[: args.index_docs], workdir)
+        print_section("indexing", results["indexing"])
+        replay = ReplayEncoder(replay_vectors(args.scifact, args.cache), TimedEncoder())
+        base_index = cached_index(args.scifact, args.cache, default_embedder(), Config())
+        chunks_per_article = base_index.manifest["counts"]["chunks"] / base_index.manifest["counts"]["articles"]
+        sizes, index = {}, None
+        for size in args.sizes:
+            index, sizes[str(size)] = bench_size(copies(base, size, chunks_per_article), replay, queries,
+                                                 workdir / f"size-{size}")
+            print_section(f"{size} chunks", sizes[str(size)])
+            if len(sizes) == 1:
+                results["cold_start"] = bench_cold_start(index.path, queries[0])
+                print_section("cold start", results["cold_start"])
+        results["sizes"] = sizes
+        fresh = [replace(article, id=f"{article.id}~new", content_hash=f"{article.content_hash}~new")
+                 for article in base[-101:]]
+        results["updates"] = {"chunks": index.manifest["counts"]["chunks"],
+                              **bench_updates(index, fresh, replay.real)}
+        print_section(f"updates at {index.manifest['counts']['chunks']} chunks", results["updates"])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / f"suite-{dt.datetime.now():%Y%m%dT%H%M%S}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n{results['machine']}\nJSON: {out}")
+
+
+def print_section(title: str, values: dict[str, object]) -> None:
+    print(f"\n== {title}")
+    for key, value in values.items():
+        print(f"  {key:<40} {value}")
+
+
+if __name__ == "__main__":
+    main()
