@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from rag import Config, Index
@@ -48,6 +49,8 @@ from rag.indexing import index_articles
 from rag.records import Article
 from rag.retrieval import SearchFilter, rank_chunks
 from rag.textnorm import terms
+from rag.vectors import search as search_vectors
+from rag.vectors import vector_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -193,13 +196,26 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
     for query, vector in zip(queries, query_vectors, strict=True):
         rank_chunks(snapshot, vector, terms(query), 10, SearchFilter(), index.config)
     batched = len(queries) / (time.perf_counter() - started)
+    recall = {name: ivf_recall_at_10(getattr(snapshot, f"{name}_vectors"), query_vectors[:100])
+              for name in ("chunk", "sentence")}
     snapshot_dir = next((path / "versions").iterdir())
     disk = sum(f.stat().st_size for f in snapshot_dir.rglob("*") if f.is_file())
     return index, {
         "chunks": chunks, "sentences": index.manifest["counts"]["sentences"], "build_s": round(build, 1),
+        "vector_search": index.manifest["vector_search"], "recall@10_vs_exact": recall,
         "search": percentiles(samples), "ask": percentiles(asked), "batched_queries_per_s": round(batched, 1),
         "disk_bytes_per_chunk": round(disk / chunks), "memory_bytes_per_chunk": round(in_memory * 2**20 / chunks),
     }
+
+
+def ivf_recall_at_10(index: faiss.Index, queries: np.ndarray) -> float | None:
+    """Share of the exact top 10 that the index's own search finds (None: it is exact)."""
+    if not isinstance(index, faiss.IndexIVFFlat):
+        return None
+    ids = vector_ids(index)
+    exact = ids[np.argsort(-(index.reconstruct_batch(ids) @ queries.T), axis=0)[:10].T]
+    found = [set(search_vectors(index, query, 10, None).tolist()) for query in queries]
+    return round(float(np.mean([len(f & set(e.tolist())) / 10 for f, e in zip(found, exact, strict=True)])), 4)
 
 
 def bench_updates(index: Index, fresh: list[Article], real: TimedEncoder) -> dict[str, float]:

@@ -28,6 +28,7 @@ from rag.embedders import Embedder, default_embedder
 from rag.errors import IndexBusyError, IndexWriteError
 from rag.lexical import LexicalIndex
 from rag.records import Article
+from rag.vectors import empty_vectors, grown, kind
 from rag.store import (
     CURRENT_FILE,
     FORMAT_VERSION,
@@ -36,7 +37,6 @@ from rag.store import (
     StoredChunk,
     check_compatible,
     current_snapshot_dir,
-    empty_vectors,
     load_snapshot,
     remove_stale_staging,
     write_snapshot,
@@ -220,6 +220,7 @@ def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk
     if len(new_chunk_ids):
         chunk_index.add_with_ids(chunk_vectors, new_chunk_ids)
         sentence_index.add_with_ids(sentence_vectors, new_sentence_ids)
+    chunk_index, sentence_index = grown(chunk_index), grown(sentence_index)
     chunk_cursor, sentence_cursor = next_chunk_id, next_sentence_id
     for part in split:
         for chunk, members in zip(part.chunks, part.chunk_sentences, strict=True):
@@ -246,6 +247,7 @@ def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk
         "embedder": {"name": embedder.name, **embedder.describe(), "dim": embedder.dim, "max_tokens": embedder.max_tokens,
                      "normalization": "l2", "metric": "inner_product"},
         "chunker": config.chunker_settings(),
+        "vector_search": {"chunks": kind(chunk_index), "sentences": kind(sentence_index)},
         "lexical": {"library": "bm25s", **LexicalIndex.PARAMS, "fields": "title x2 + chunk text"},
         "articles": dict(sorted(entries.items())),
         "counts": {"articles": len(entries), "chunks": len(chunks), "sentences": sentence_index.ntotal},

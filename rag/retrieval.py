@@ -14,8 +14,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-import faiss
 import numpy as np
+
+from rag.vectors import search as search_vectors
 
 from rag.config import Config
 from rag.records import Chunk, Hit
@@ -110,23 +111,16 @@ def _mask(snapshot: Snapshot, allowed: np.ndarray | None) -> np.ndarray | None:
 
 def _dense_candidates(snapshot: Snapshot, query_vector: np.ndarray, depth: int,
                       allowed: np.ndarray | None) -> list[np.ndarray]:
-    query = query_vector.reshape(1, -1)
-    chunk_params = sentence_params = None
-    if allowed is not None:
-        chunk_params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
-        sentence_ids = np.array([s for c in allowed.tolist() for s in snapshot.chunks[c].sentence_ids],
-                                dtype=np.int64)
-        sentence_params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(sentence_ids))
-    _, chunk_ids = snapshot.chunk_vectors.search(
-        query, min(depth, snapshot.chunk_vectors.ntotal), params=chunk_params)
-    _, sentence_ids = snapshot.sentence_vectors.search(
-        query, min(2 * depth, snapshot.sentence_vectors.ntotal), params=sentence_params)
+    sentence_allowed = None if allowed is None else np.array(
+        [s for c in allowed.tolist() for s in snapshot.chunks[c].sentence_ids], dtype=np.int64)
+    chunk_ids = search_vectors(snapshot.chunk_vectors, query_vector, depth, allowed)
+    sentence_ids = search_vectors(snapshot.sentence_vectors, query_vector, 2 * depth, sentence_allowed)
     owners = snapshot.chunks_of_sentence
-    via_sentences = [c for s in sentence_ids[0].tolist() if s >= 0 for c in owners[s]]
+    via_sentences = [c for s in sentence_ids.tolist() for c in owners[s]]
     allowed_set = None if allowed is None else set(allowed.tolist())
     if allowed_set is not None:  # a sentence may sit in an admitted chunk and in one that is not
         via_sentences = [c for c in via_sentences if c in allowed_set]
-    return [chunk_ids[0][chunk_ids[0] >= 0], np.array(via_sentences, dtype=np.int64)]
+    return [chunk_ids, np.array(via_sentences, dtype=np.int64)]
 
 
 def _lexical_candidates(snapshot: Snapshot, lexical_all: np.ndarray, depth: int) -> np.ndarray:

@@ -7,8 +7,8 @@ Layout::
       write.lock            held by the one process that is updating the index
       versions/<name>/
         manifest.json       format version, encoder, chunker settings, articles, counts
-        chunks.faiss        FAISS IndexIDMap2 over the chunk vectors (inner product)
-        sentences.faiss     FAISS IndexIDMap2 over the sentence vectors
+        chunks.faiss        FAISS index of the chunk vectors by id (exact or IVF: rag.vectors)
+        sentences.faiss     FAISS index of the sentence vectors by id
         chunks.jsonl        one chunk a line, with its FAISS id and its sentences' spans and ids
         bm25/               the bm25s model over the chunks (.npy + JSON)
 
@@ -37,6 +37,7 @@ from rag.embedders import BACKENDS, Embedder
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from rag.lexical import LexicalIndex
 from rag.records import Chunk
+from rag.vectors import vector_ids
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ class Snapshot:
     """
 
     manifest: dict[str, Any]
-    chunk_vectors: faiss.IndexIDMap2
-    sentence_vectors: faiss.IndexIDMap2
+    chunk_vectors: faiss.Index
+    sentence_vectors: faiss.Index
     chunks: dict[int, StoredChunk]
     lexical: LexicalIndex
     name: str = ""  # the versions/ folder it was loaded from; "" while being built
@@ -115,10 +116,6 @@ class Snapshot:
             for sentence_id in stored.sentence_ids:
                 owners.setdefault(sentence_id, []).append(chunk_id)
         return owners
-
-
-def empty_vectors(dim: int) -> faiss.IndexIDMap2:
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
 def current_snapshot_dir(index_dir: Path) -> Path:
@@ -213,8 +210,8 @@ def load_snapshot(snapshot_dir: Path) -> Snapshot:
 
 
 def _check_consistent(snapshot: Snapshot, snapshot_dir: Path, rebuild_hint: str) -> None:
-    chunk_ids = set(_ids(snapshot.chunk_vectors))
-    sentence_ids = set(_ids(snapshot.sentence_vectors))
+    chunk_ids = set(vector_ids(snapshot.chunk_vectors).tolist())
+    sentence_ids = set(vector_ids(snapshot.sentence_vectors).tolist())
     counts = snapshot.manifest["counts"]
     if (chunk_ids != set(snapshot.chunks) or counts["chunks"] != len(snapshot.chunks)
             or sentence_ids != set(snapshot.chunks_of_sentence) or counts["sentences"] != len(sentence_ids)
@@ -225,10 +222,6 @@ def _check_consistent(snapshot: Snapshot, snapshot_dir: Path, rebuild_hint: str)
             f"{snapshot.lexical.size} BM25 documents; the manifest says {counts['chunks']} chunks and "
             f"{counts['sentences']} sentences: {rebuild_hint}"
         )
-
-
-def _ids(index: faiss.IndexIDMap2) -> list[int]:
-    return faiss.vector_to_array(index.id_map).tolist() if index.ntotal else []
 
 
 def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Path:

@@ -406,3 +406,23 @@ def test_index_articles_removes_the_articles_it_is_told_to(fake_index, embedder)
     index = open_index(fake_index)
     assert "004_0ad313e58527b596" not in {a.id for a in index.articles()}
     assert all(h.chunk.article_id != "004_0ad313e58527b596" for h in index.search("nearly 140 ships", k=20))
+
+
+def test_a_large_index_turns_approximate_and_still_updates(tmp_path, monkeypatch):
+    monkeypatch.setattr("rag.vectors.EXACT_UP_TO", 300)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(400):
+        (folder / f"a{number:03d}.txt").write_text(f"Report {number} on topic {number % 37}. It ends here.")
+    build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    index = open_index(tmp_path / "index")
+    assert index.manifest["vector_search"]["chunks"].startswith("ivf-flat")
+    assert index.manifest["vector_search"]["sentences"].startswith("ivf-flat")
+    (folder / "new.txt").write_text(NEW_ARTICLE)
+    (folder / "a000.txt").unlink()
+    report = build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    assert report.added == ["new"] and report.removed == ["a000"]
+    index = open_index(tmp_path / "index")  # loading checks that ids, chunks and vectors agree
+    assert index.search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "new"
+    assert all(hit.chunk.article_id != "a000" for hit in index.search("Report 0 on topic 0", k=20))
+    assert [h.chunk.article_id for h in index.search("Report 5 topic", k=3, articles=["a005"])] == ["a005"]
