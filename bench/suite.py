@@ -5,7 +5,7 @@
 
 Prints a table for people and writes JSON for machines to bench/results/suite-<time>.json.
 
-- Indexing: the first --index-docs SciFact documents, with the real encoder: articles/s,
+- Indexing: SciFact (or its first --index-docs documents), with the real encoder: articles/s,
   chunks/s, word pieces/s, the time split (reading, chunking, encoding, the rest: BM25, FAISS,
   writing), the encoder's share of the time, and peak RSS.
 - Sizes: corpora of N chunks made of SciFact repeated, ids made unique. Encoding 100k chunks
@@ -14,8 +14,7 @@ Prints a table for people and writes JSON for machines to bench/results/suite-<t
   Gaussian noise (sigma 0.02 per dimension, then re-normalised) so no two copies coincide;
   queries are encoded for real. BM25 is real. Search: one query at a time (p50/p95/p99,
   encoding included), and queries/s with the queries encoded in one batch; ask: extractive.
-- Updates, at the largest size, warm: adding 1 and 100 new articles (encoded for real),
-  removing 1.
+- Updates, at each size, warm: adding 1 and 100 new articles (encoded for real), removing 1.
 - Cold start: a new `rag ask` process on the index at the smallest size, to its answer.
 """
 
@@ -255,7 +254,8 @@ def main() -> None:
     parser.add_argument("--scifact", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=Path(".cache/beir"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--index-docs", type=int, default=500, help="SciFact documents indexed for real")
+    parser.add_argument("--index-docs", type=int, default=0,
+                        help="SciFact documents indexed for real (0: all, as the framework comparison does)")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
@@ -266,25 +266,24 @@ def main() -> None:
     results: dict[str, object] = {"machine": machine(), "started": dt.datetime.now().isoformat(timespec="seconds")}
     workdir = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     try:
-        results["indexing"] = bench_indexing(base[: args.index_docs], workdir)
+        results["indexing"] = bench_indexing(base[: args.index_docs or None], workdir)
         print_section("indexing", results["indexing"])
         replay = ReplayEncoder(replay_vectors(args.scifact, args.cache), TimedEncoder())
         base_index = cached_index(args.scifact, args.cache, default_embedder(), Config())
         chunks_per_article = base_index.manifest["counts"]["chunks"] / base_index.manifest["counts"]["articles"]
-        sizes, index = {}, None
+        sizes = {}
         for size in args.sizes:
             index, sizes[str(size)] = bench_size(copies(base, size, chunks_per_article), replay, queries,
                                                  workdir / f"size-{size}")
-            print_section(f"{size} chunks", sizes[str(size)])
             if len(sizes) == 1:
                 results["cold_start"] = bench_cold_start(index.path, queries[0])
                 print_section("cold start", results["cold_start"])
+            fresh = [replace(article, id=f"{article.id}~new", content_hash=f"{article.content_hash}~new")
+                     for article in base[-101:]]
+            sizes[str(size)]["updates"] = bench_updates(index, fresh, replay.real)
+            print_section(f"{size} chunks", sizes[str(size)])
+            shutil.rmtree(index.path, ignore_errors=True)
         results["sizes"] = sizes
-        fresh = [replace(article, id=f"{article.id}~new", content_hash=f"{article.content_hash}~new")
-                 for article in base[-101:]]
-        results["updates"] = {"chunks": index.manifest["counts"]["chunks"],
-                              **bench_updates(index, fresh, replay.real)}
-        print_section(f"updates at {index.manifest['counts']['chunks']} chunks", results["updates"])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     args.results.mkdir(parents=True, exist_ok=True)

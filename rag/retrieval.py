@@ -66,17 +66,12 @@ def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray | None, query_terms
     allowed = _allowed_chunk_ids(snapshot, search_filter)
     if allowed is not None and not len(allowed):
         return []
-    depth = max(config.candidates, 4 * k)
     lexical_all = snapshot.lexical.scores(query_terms, _mask(snapshot, allowed))
-    proposals: list[np.ndarray] = []
-    if retriever in ("hybrid", "dense"):
-        proposals += _dense_candidates(snapshot, query_vector, depth, allowed)
-    if retriever in ("hybrid", "bm25"):
-        proposals.append(_lexical_candidates(snapshot, lexical_all, depth))
-    candidates = np.unique(np.concatenate(proposals)) if proposals else np.zeros(0, dtype=np.int64)
+    pool = _candidates(snapshot, query_vector, lexical_all, config.candidates, allowed, retriever)
+    candidates = pool if 4 * k <= config.candidates else np.union1d(
+        pool, _candidates(snapshot, query_vector, lexical_all, 4 * k, allowed, retriever))
     if not len(candidates):
         return []
-
     lexical = lexical_all[np.searchsorted(snapshot.chunk_ids, candidates)]
     if retriever == "bm25":
         order = np.argsort(-lexical, kind="stable")[:k]
@@ -85,9 +80,21 @@ def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray | None, query_terms
     chunk_scores = snapshot.chunk_vectors.reconstruct_batch(candidates) @ query_vector
     sentence_scores, best_sentences = _best_sentences(snapshot, candidates, query_vector)
     dense = (1 - config.sentence_weight) * chunk_scores + config.sentence_weight * sentence_scores
-    scores = dense if retriever == "dense" else _fuse(dense, lexical, config)
+    in_pool = np.isin(candidates, pool)
+    scores = dense if retriever == "dense" else _fuse(dense, lexical, in_pool, config)
     order = np.argsort(-scores, kind="stable")
     return _collapse_duplicates(snapshot, candidates[order], scores[order], best_sentences[order], k, config)
+
+
+def _candidates(snapshot: Snapshot, query_vector: np.ndarray | None, lexical_all: np.ndarray, depth: int,
+                allowed: np.ndarray | None, retriever: Retriever) -> np.ndarray:
+    """The union of each retriever's top `depth` chunks, in ascending id order."""
+    proposals: list[np.ndarray] = []
+    if retriever in ("hybrid", "dense"):
+        proposals += _dense_candidates(snapshot, query_vector, depth, allowed)
+    if retriever in ("hybrid", "bm25"):
+        proposals.append(_lexical_candidates(snapshot, lexical_all, depth))
+    return np.unique(np.concatenate(proposals)) if proposals else np.zeros(0, dtype=np.int64)
 
 
 def _allowed_chunk_ids(snapshot: Snapshot, search_filter: SearchFilter) -> np.ndarray | None:
@@ -143,15 +150,19 @@ def _best_sentences(snapshot: Snapshot, candidates: np.ndarray,
     return best.astype(np.float32), best_ids
 
 
-def _fuse(dense: np.ndarray, lexical: np.ndarray, config: Config) -> np.ndarray:
+def _fuse(dense: np.ndarray, lexical: np.ndarray, in_pool: np.ndarray, config: Config) -> np.ndarray:
+    """Fused scores. z-scores take their mean and spread from the first `config.candidates`
+    of each retriever (`in_pool`) whatever k is, so a deeper search ranks its top alike."""
     if config.fusion == "rrf":
         return _reciprocal_ranks(dense) + _reciprocal_ranks(lexical) * (lexical > 0)
-    return (1 - config.lexical_weight) * _zscore(dense) + config.lexical_weight * _zscore(lexical)
+    return ((1 - config.lexical_weight) * _zscore(dense, in_pool)
+            + config.lexical_weight * _zscore(lexical, in_pool))
 
 
-def _zscore(values: np.ndarray) -> np.ndarray:
-    spread = values.std()
-    return (values - values.mean()) / spread if spread > 1e-9 else np.zeros_like(values)
+def _zscore(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    reference = reference if reference.any() else np.ones_like(reference)
+    spread = values[reference].std()
+    return (values - values[reference].mean()) / spread if spread > 1e-9 else np.zeros_like(values)
 
 
 def _reciprocal_ranks(values: np.ndarray) -> np.ndarray:

@@ -90,3 +90,11 @@ def test_lexical_index_follows_incremental_updates(fake_index, seeds_copy):
     (seeds_copy / "005_new.txt").unlink()
     index.update([seeds_copy])
     assert index.search("xylophone", k=1, retriever="bm25") == []
+
+
+def test_a_deeper_search_ranks_its_top_the_same(fake_index):
+    index = open_index(fake_index, candidates=10)
+    for query in ("defence industry ships", "Hoa Lac meeting", "semiconductor chips Resolution 57"):
+        shallow = [hit.chunk.chunk_id for hit in index.search(query, k=2)]
+        deep = [hit.chunk.chunk_id for hit in index.search(query, k=20)]
+        assert deep[:2] == shallow
