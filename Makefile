@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup browser serve index test test-fast clean
+.PHONY: setup browser serve index test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,18 @@ test: setup browser
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not model and not browser"
+
+# The speed suite and the side-by-side with LlamaIndex and LangChain (their own venv); see
+# docs/performance.md. About an hour on 2 cores, most of it encoding SciFact three times.
+SCIFACT ?= ../shared/eval/scifact
+bench: setup
+	$(BIN)/python bench/encoders.py $(SCIFACT) --variant onnx-int8:sentences --json bench/results/encoders-onnx-int8-sentences.json
+	$(BIN)/python bench/suite.py --scifact $(SCIFACT)
+	bash bench/frameworks/setup.sh
+	for framework in llamaindex langchain; do \
+	  bench/frameworks/.venv/bin/python bench/frameworks/run.py --framework $$framework --scifact $(SCIFACT) \
+	    --docs 0 --queries 300 --json bench/results/frameworks/$$framework.json || exit 1; done
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) index
