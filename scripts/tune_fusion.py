@@ -28,9 +28,8 @@ def main(scifact: Path, dev_file: Path, seeds_index: Path = Path("index")) -> No
     for index in (beir_index, seeds_index_opened):  # encode each query once across all settings
         index.embed_query = functools.lru_cache(maxsize=None)(index.embed_query)
     dev = load_questions(dev_file)
-    settings = [Config(fusion="rrf", sentence_weight=w) for w in (0.5, 0.7)]
-    settings += [Config(lexical_weight=lw, sentence_weight=sw)
-                 for lw in (0.3, 0.4, 0.5, 0.6) for sw in (0.3, 0.5, 0.7)]
+    settings = [Config(lexical_weight=lw, sentence_weight=sw) for lw in (0.4, 0.5) for sw in (0.5, 0.6, 0.7)]
+    settings += [Config(fusion="rrf", sentence_weight=0.5)]
     rows = []
     for config in settings:
         beir_index.config = seeds_index_opened.config = config
