@@ -27,7 +27,7 @@ import numpy as np
 from rag import Config
 from rag.beir import cached_index, corpus_path, evaluate_beir, load_corpus
 from rag.config import ENCODINGS
-from rag.embedders import BACKENDS, TransformerEmbedder
+from rag.embedders import BACKENDS, Embedder, TransformerEmbedder
 
 VARIANTS = tuple(f"{backend}:{encoding}" for backend in BACKENDS for encoding in ENCODINGS)
 
@@ -35,7 +35,7 @@ VARIANTS = tuple(f"{backend}:{encoding}" for backend in BACKENDS for encoding in
 class TokenTally:
     """Wraps an encoder and counts the word pieces it is given to encode."""
 
-    def __init__(self, inner: TransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner = inner
         self.name, self.dim, self.max_tokens = inner.name, inner.dim, inner.max_tokens
         self.word_pieces = 0

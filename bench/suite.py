@@ -51,6 +51,8 @@ from rag.textnorm import terms
 from rag.vectors import search as search_vectors
 from rag.vectors import vector_ids
 
+from encoders import TokenTally  # bench/ is on the path when this runs as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -75,41 +77,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class TimedEncoder:
-    """The real encoder, timed, counting the word pieces it reads."""
-
-    def __init__(self) -> None:
-        self.inner = default_embedder()
-        self.name, self.dim, self.max_tokens = self.inner.name, self.inner.dim, self.inner.max_tokens
-        self.seconds, self.word_pieces = 0.0, 0
-
-    def describe(self) -> dict[str, str]:
-        return self.inner.describe()
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return self.inner.count_tokens(texts)
-
-    def embed(self, texts):  # noqa: ANN001, ANN201 - the Embedder protocol
-        return self._timed(self.inner.embed, texts)
-
-    def embed_with_spans(self, texts, spans):  # noqa: ANN001, ANN201
-        return self._timed(self.inner.embed_with_spans, texts, spans)
-
-    def embed_pooled(self, texts, groups):  # noqa: ANN001, ANN201
-        return self._timed(self.inner.embed_pooled, texts, groups)
-
-    def _timed(self, method, texts, *args):  # noqa: ANN001, ANN202
-        self.word_pieces += sum(min(n + 2, self.max_tokens) for n in self.inner.count_tokens(texts))
-        started = time.perf_counter()
-        result = method(texts, *args)
-        self.seconds += time.perf_counter() - started
-        return result
-
-
 class ReplayEncoder:
     """Vectors of texts already encoded (SciFact's sentences), each repeat of a text perturbed."""
 
-    def __init__(self, vectors: dict[str, np.ndarray], real: TimedEncoder) -> None:
+    def __init__(self, vectors: dict[str, np.ndarray], real: TokenTally) -> None:
         self.vectors, self.real, self.seen = vectors, real, Counter()
         self.name, self.dim, self.max_tokens = real.name, real.dim, real.max_tokens
 
@@ -137,7 +108,7 @@ class ReplayEncoder:
 
 
 def bench_indexing(articles: list[Article], workdir: Path) -> dict[str, object]:
-    encoder = TimedEncoder()
+    encoder = TokenTally(default_embedder())
     encoder.embed(["warm up"])
     encoder.seconds = encoder.word_pieces = 0
     started = time.perf_counter()
@@ -217,7 +188,7 @@ def ivf_recall_at_10(index: faiss.Index, queries: np.ndarray) -> float | None:
     return round(float(np.mean([len(f & set(e.tolist())) / 10 for f, e in zip(found, exact, strict=True)])), 4)
 
 
-def bench_updates(index: Index, fresh: list[Article], real: TimedEncoder) -> dict[str, float]:
+def bench_updates(index: Index, fresh: list[Article], real: TokenTally) -> dict[str, float]:
     results = {}
     for label, batch in (("add_1_s", fresh[:1]), ("add_100_s", fresh[1:101])):
         started = time.perf_counter()
@@ -268,7 +239,7 @@ def main() -> None:
     try:
         results["indexing"] = bench_indexing(base[: args.index_docs or None], workdir)
         print_section("indexing", results["indexing"])
-        replay = ReplayEncoder(replay_vectors(args.scifact, args.cache), TimedEncoder())
+        replay = ReplayEncoder(replay_vectors(args.scifact, args.cache), TokenTally(default_embedder()))
         base_index = cached_index(args.scifact, args.cache, default_embedder(), Config())
         chunks_per_article = base_index.manifest["counts"]["chunks"] / base_index.manifest["counts"]["articles"]
         sizes = {}
