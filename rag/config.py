@@ -35,7 +35,7 @@ class Config:
     max_query_chars: int = 2_000
     fusion: Literal["zscore", "rrf"] = "zscore"
     lexical_weight: float = 0.4
-    sentence_weight: float = 0.6
+    sentence_weight: float = 0.5
     candidates: int = 100
     duplicate_similarity: float = 0.85
     answer_coverage_weight: float = 0.5
