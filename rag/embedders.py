@@ -2,10 +2,12 @@
 hashing fake for fast deterministic tests.
 
 All give L2-normalised float32 vectors and count text in their own tokens, which is what the
-chunker sizes chunks by. `embed_with_spans` also returns one vector per character span of
-each text, pooled from the same forward pass (late chunking): a chunk's sentences get their
-vectors without being encoded a second time. Nothing is loaded at import; the model loads on
-first use.
+chunker sizes chunks by. Two poolings let the index read each word piece once:
+`embed_pooled` (the default encoding) also returns one vector per group of texts, pooled from
+the texts' own passes (a chunk from its title and sentences); `embed_with_spans` returns one
+vector per character span of each text, pooled from that text's pass (late chunking, kept as
+a measured alternative: docs/performance.md). Nothing is loaded at import; the model loads
+on first use.
 """
 
 from __future__ import annotations

@@ -289,13 +289,14 @@ def _embed_articles(articles: list[Article], split: list[ChunkedArticle], embedd
         progress(0, total)
     start = 0
     while start < len(split):
-        end = start + 1
-        while end < len(split) and sum(sizes[start:end]) < _EMBED_BATCH:
+        end, batch = start, 0
+        while end < len(split) and (end == start or batch < _EMBED_BATCH):  # whole articles, ~64 texts
+            batch += sizes[end]
             end += 1
         chunk_vectors, sentence_vectors = encode(articles[start:end], split[start:end], embedder)
         chunk_parts.append(chunk_vectors)
         sentence_parts.append(sentence_vectors)
-        done += sum(sizes[start:end])
+        done += batch
         if progress:
             progress(done, total)
         start = end
