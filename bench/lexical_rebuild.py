@@ -30,7 +30,7 @@ def main() -> None:
                 break
             chunks.append(Chunk(chunk_id=str(len(chunks)), article_id=f"{article.id}-{len(chunks)}",
                                 start=article.body_start, end=len(article.text), text=article.body,
-                                title=article.title, date=None))
+                                title=article.title, heading=article.heading, date=None))
     words = sum(len(chunk.text.split()) for chunk in chunks)
     started = time.perf_counter()
     index = LexicalIndex.build(chunks)

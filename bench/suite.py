@@ -14,7 +14,8 @@ Prints a table for people and writes JSON for machines to bench/results/suite-<t
   Gaussian noise (sigma 0.02 per dimension, then re-normalised) so no two copies coincide;
   queries are encoded for real. BM25 is real. Search: one query at a time (p50/p95/p99,
   encoding included), and queries/s with the queries encoded in one batch; ask: extractive.
-- Updates, at each size, warm: adding 1 and 100 new articles (encoded for real), removing 1.
+- Updates, at each size: adding 1 and 100 new article files (encoded for real) and removing
+  1, with `Index.update` in the warm process; adding 1 with a new `rag index` process.
 - Cold start: a new `rag ask` process on the index at the smallest size, to its answer.
 """
 
@@ -168,8 +169,7 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
     batched = len(queries) / (time.perf_counter() - started)
     recall = {name: ivf_recall_at_10(getattr(snapshot, f"{name}_vectors"), query_vectors[:100])
               for name in ("chunk", "sentence")}
-    snapshot_dir = next((path / "versions").iterdir())
-    disk = sum(f.stat().st_size for f in snapshot_dir.rglob("*") if f.is_file())
+    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return index, {
         "chunks": chunks, "sentences": index.manifest["counts"]["sentences"], "build_s": round(build, 1),
         "vector_search": index.manifest["vector_search"], "recall@10_vs_exact": recall,
@@ -188,15 +188,28 @@ def ivf_recall_at_10(index: faiss.Index, queries: np.ndarray) -> float | None:
     return round(float(np.mean([len(f & set(e.tolist())) / 10 for f, e in zip(found, exact, strict=True)])), 4)
 
 
-def bench_updates(index: Index, fresh: list[Article], real: TokenTally) -> dict[str, float]:
+def bench_updates(index: Index, fresh: list[Article], folder: Path) -> dict[str, float]:
+    """Updates as users make them, new article files in a folder: `Index.update` in the warm
+    process (adding 1, then 100, then removing 1), then one more article added by a new
+    `rag index` process (model load included)."""
+    folder.mkdir()
     results = {}
     for label, batch in (("add_1_s", fresh[:1]), ("add_100_s", fresh[1:101])):
+        for article in batch:
+            (folder / f"{article.id}.txt").write_text(article.text, encoding="utf-8")
         started = time.perf_counter()
-        index_articles(batch, index.path, real)
+        report = index.update([folder])
         results[label] = round(time.perf_counter() - started, 2)
+        assert len(report.added) == len(batch), report.summary()
+    (folder / f"{fresh[0].id}.txt").unlink()
     started = time.perf_counter()
-    index_articles([], index.path, real, remove=[fresh[0].id])
+    assert index.update([folder]).removed == [fresh[0].id]
     results["remove_1_s"] = round(time.perf_counter() - started, 2)
+    (folder / f"{fresh[101].id}.txt").write_text(fresh[101].text, encoding="utf-8")
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rag.cli", "index", str(folder), "--index", str(index.path)], check=True,
+                   capture_output=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    results["add_1_cli_s"] = round(time.perf_counter() - started, 2)
     return results
 
 
@@ -249,9 +262,8 @@ def main() -> None:
             if len(sizes) == 1:
                 results["cold_start"] = bench_cold_start(index.path, queries[0])
                 print_section("cold start", results["cold_start"])
-            fresh = [replace(article, id=f"{article.id}~new", content_hash=f"{article.content_hash}~new")
-                     for article in base[-101:]]
-            sizes[str(size)]["updates"] = bench_updates(index, fresh, replay.real)
+            fresh = [replace(article, id=f"{article.id}-new") for article in base[-102:]]
+            sizes[str(size)]["updates"] = bench_updates(index, fresh, workdir / f"new-{size}")
             print_section(f"{size} chunks", sizes[str(size)])
             shutil.rmtree(index.path, ignore_errors=True)
         results["sizes"] = sizes

@@ -2,8 +2,8 @@
 
 An article file is UTF-8 text. It may start with a ` date YYYY-MM-DD ` prefix, then site
 boilerplate lines ("Politics & Law"), a headline and a dateline ("March 15, 2025 - 21:20")
-before the body. The prefix, boilerplate, headline and dateline are metadata: the title and
-date come from them, and the body (what is chunked and cited) starts after them. The text
+before the body. The prefix, boilerplate, headline and dateline are metadata: the title,
+heading and date come from them, and the body (what is chunked and cited) starts after them. The text
 itself is kept exactly as decoded so that offsets point into the file.
 """
 
@@ -144,10 +144,11 @@ def parse_article(text: str, article_id: str, source: Path, content_hash: str) -
     if date and dateline_date and date != dateline_date:
         log.warning("%s: date prefix %s disagrees with dateline %s; using the prefix",
                     source, date, dateline_date)
-    title = headline or _title_from_first_sentence(text, body_start)
+    heading = headline or _first_sentence(text, body_start)
     return Article(
         id=article_id,
-        title=title,
+        title=headline or shorten_title(heading),
+        heading=heading,
         date=date or dateline_date,
         text=text,
         body_start=body_start,
@@ -208,11 +209,10 @@ def _parse_dateline(line: str) -> dt.date | None:
         return None
 
 
-def _title_from_first_sentence(text: str, body_start: int) -> str:
+def _first_sentence(text: str, body_start: int) -> str:
     spans = split_sentences(text, body_start)
     first = text[spans[0][0] : spans[0][1]] if spans else text[body_start:]
-    first = _PLACE_DATELINE.sub("", first.strip()).strip()
-    return shorten_title(first)
+    return " ".join(_PLACE_DATELINE.sub("", first.strip()).split())
 
 
 def shorten_title(sentence: str, limit: int = _TITLE_CHARS) -> str:

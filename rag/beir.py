@@ -53,7 +53,7 @@ def load_corpus(path: Path) -> list[Article]:
                 continue
             text = f"{title}\n\n{body}" if title and body != title else body
             articles.append(Article(
-                id=str(row["_id"]), title=title or body[:100], date=None, text=text,
+                id=str(row["_id"]), title=title or body[:100], heading=title or body[:100], date=None, text=text,
                 body_start=len(text) - len(body), source=path,
                 content_hash=hashlib.sha256(text.encode()).hexdigest(),
             ))

@@ -1,8 +1,8 @@
 """Sentence-aware chunks sized in the embedding model's own tokens.
 
 A chunk is a run of whole sentences, overlapping its neighbour by `overlap_sentences`. The
-article title is embedded with every chunk, so the budget for the chunk text is what the
-model reads minus its special tokens and the title. A sentence longer than the budget is
+article's heading is embedded with every chunk, so the budget for the chunk text is what the
+model reads minus its special tokens and the heading. A sentence longer than the budget is
 cut at word boundaries: silently truncated text could never be found.
 """
 
@@ -23,8 +23,8 @@ _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 
 
 def text_for_embedding(chunk: Chunk) -> str:
-    """What the encoder sees for a chunk: its article's title, then the chunk text."""
-    return f"{chunk.title}\n{chunk.text}"
+    """What the encoder sees for a chunk: its article's heading, then the chunk text."""
+    return f"{chunk.heading}\n{chunk.text}"
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,10 @@ class ChunkedArticle:
 def split_article(article: Article, count_tokens: TokenCounter, max_tokens: int, config: Config) -> ChunkedArticle:
     """Cut an article's body into chunks of whole sentences; every body sentence lies in at
     least one chunk, and is listed once however many chunks hold it."""
-    title_tokens = count_tokens([article.title + "\n"])[0]
-    budget = min(config.chunk_tokens, max_tokens - _SPECIAL_TOKENS - title_tokens)
+    heading_tokens = count_tokens([article.heading + "\n"])[0]
+    budget = min(config.chunk_tokens, max_tokens - _SPECIAL_TOKENS - heading_tokens)
     if budget < 8:
-        budget = max_tokens - _SPECIAL_TOKENS - 8  # a pathological title is cut by the model instead
+        budget = max_tokens - _SPECIAL_TOKENS - 8  # a pathological heading is cut by the model instead
     pieces = _pieces(article.text, split_sentences(article.text, article.body_start), count_tokens, budget)
     groups = _group(pieces, budget, config.overlap_sentences)
     chunks = []
@@ -57,6 +57,7 @@ def split_article(article: Article, count_tokens: TokenCounter, max_tokens: int,
                 end=end,
                 text=article.text[start:end],
                 title=article.title,
+                heading=article.heading,
                 date=article.date,
             )
         )

@@ -36,6 +36,7 @@ class Config:
     fusion: Literal["zscore", "rrf"] = "zscore"
     lexical_weight: float = 0.4
     sentence_weight: float = 0.5
+    article_weight: float = 0.0
     candidates: int = 100
     duplicate_similarity: float = 0.85
     answer_coverage_weight: float = 0.5
@@ -58,10 +59,13 @@ class Config:
             raise ConfigError(f"max_query_chars must be positive, got {self.max_query_chars!r}")
         if self.fusion not in ("zscore", "rrf"):
             raise ConfigError(f"fusion must be 'zscore' or 'rrf', got {self.fusion!r}")
-        for name in ("lexical_weight", "sentence_weight", "answer_coverage_weight", "answer_rank_weight",
+        for name in ("lexical_weight", "sentence_weight", "article_weight", "answer_coverage_weight", "answer_rank_weight",
                      "answer_keep_ratio", "abstain_passage_coverage"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)!r}")
+        if self.sentence_weight + self.article_weight > 1.0:
+            raise ConfigError(f"sentence_weight + article_weight must be at most 1 (the chunk's own cosine gets "
+                              f"the rest), got {self.sentence_weight!r} + {self.article_weight!r}")
         if not 10 <= self.candidates <= 10_000:
             raise ConfigError(f"candidates must be between 10 and 10000, got {self.candidates!r}")
         if not 0.5 <= self.duplicate_similarity <= 1.0:

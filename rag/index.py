@@ -28,7 +28,7 @@ from rag.config import Config
 from rag.embedders import Embedder, default_embedder
 from rag.errors import QueryError, RagError
 from rag.generation import Generator, generator_from_env
-from rag.indexing import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, build_index
+from rag.indexing import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, update_index
 from rag.records import Hit
 from rag.retrieval import RETRIEVERS, Retriever, SearchFilter, rank_chunks
 from rag.store import Snapshot, check_compatible, current_snapshot_dir, load_snapshot
@@ -112,11 +112,13 @@ class Index:
     def update(self, sources: Sequence[str | Path], rebuild: bool = False,
                progress: ProgressCallback | None = None, lock_timeout: float = 60.0) -> UpdateReport:
         """Bring the index in line with `sources` on disk, then serve the new snapshot."""
-        report = build_index(sources, self.path, self.embedder, self.config, rebuild=rebuild,
-                             progress=progress, lock_timeout=lock_timeout)
+        report, written = update_index(sources, self.path, self.embedder, self.config, rebuild=rebuild,
+                                       progress=progress, lock_timeout=lock_timeout, served=self._snapshot)
         with self._swap_lock:  # serve the live snapshot, whoever wrote it, never an older one
             live = current_snapshot_dir(self.path)
-            if live.name != self._snapshot.name:
+            if written is not None and written.name == live.name:
+                self._snapshot = written
+            elif live.name != self._snapshot.name:
                 self._snapshot = load_snapshot(live)
         return report
 

@@ -38,6 +38,7 @@ from rag.store import (
     check_compatible,
     current_snapshot_dir,
     load_snapshot,
+    new_segment,
     remove_stale_staging,
     write_snapshot,
 )
@@ -49,6 +50,8 @@ ProgressCallback = Callable[[int, int], None]
 """Called as progress(done, total) while texts are embedded."""
 
 _EMBED_BATCH = 64
+_MAX_SEGMENTS = 16
+_COMPACT_SHARE = 0.25
 
 
 @dataclass
@@ -96,13 +99,25 @@ def build_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_
     A file that fails to read is reported in `failed` and keeps its previous version in the
     index. A second writer waits up to `lock_timeout` seconds, then gets IndexBusyError.
     """
+    return update_index(sources, path, embedder, config, rebuild=rebuild, progress=progress,
+                        lock_timeout=lock_timeout)[0]
+
+
+def update_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_DIR,
+                 embedder: Embedder | None = None, config: Config | None = None, rebuild: bool = False,
+                 progress: ProgressCallback | None = None, lock_timeout: float = 60.0,
+                 served: Snapshot | None = None) -> tuple[UpdateReport, Snapshot | None]:
+    """build_index for a process that serves the index: when `served`, the snapshot it holds
+    in memory, is the live one, the update starts from it instead of reading the index back
+    from disk; returns the report and the new snapshot (None if nothing changed)."""
     path = Path(path)
     embedder = embedder or default_embedder()
     config = config or Config()
     _make_index_dir(path)
     with _write_lock(path, lock_timeout):
         roots = [Path(source).resolve() for source in sources]
-        return _update_locked(load_articles(roots, config), roots, path, embedder, config, rebuild, progress)
+        previous = None if rebuild else _current_or_none(path, embedder, config, served)
+        return _update_locked(load_articles(roots, config), roots, path, embedder, config, previous, progress)
 
 
 def index_articles(articles: Sequence[Article], path: str | Path, embedder: Embedder,
@@ -114,8 +129,8 @@ def index_articles(articles: Sequence[Article], path: str | Path, embedder: Embe
     config = config or Config()
     _make_index_dir(path)
     with _write_lock(path, lock_timeout):
-        return _update_locked(LoadReport(articles=list(articles)), [], path, embedder, config, False, progress,
-                              remove=frozenset(remove))
+        return _update_locked(LoadReport(articles=list(articles)), [], path, embedder, config,
+                              _current_or_none(path, embedder, config), progress, remove=frozenset(remove))[0]
 
 
 def _make_index_dir(path: Path) -> None:
@@ -145,9 +160,9 @@ def _write_lock(path: Path, timeout: float) -> Iterator[None]:
 
 
 def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: Embedder, config: Config,
-                   rebuild: bool, progress: ProgressCallback | None, remove: frozenset[str] = frozenset()) -> UpdateReport:
+                   previous: Snapshot | None, progress: ProgressCallback | None,
+                   remove: frozenset[str] = frozenset()) -> tuple[UpdateReport, Snapshot | None]:
     report = UpdateReport(failed=list(loaded.failures.values()), skipped=loaded.skipped)
-    previous = None if rebuild else _current_or_none(path, embedder, config)
     old_entries: dict[str, dict[str, Any]] = previous.manifest["articles"] if previous else {}
 
     entries = dict(old_entries)
@@ -175,7 +190,7 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
             report.removed.append(article_id)
             del entries[article_id]
     if previous is not None and not report.changed and not moved:
-        return report
+        return report, None
 
     split = [split_article(article, embedder.count_tokens, embedder.max_tokens, config) for article in to_embed]
     chunk_vectors, sentence_vectors = _embed_articles(to_embed, split, embedder, config, progress)
@@ -185,33 +200,38 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
                               gone=set(report.removed) | set(report.updated), embedder=embedder,
                               config=config, entries=entries)
     try:
-        write_snapshot(path, snapshot)
+        snapshot = write_snapshot(path, snapshot)
     except OSError as error:
         raise IndexWriteError(
             f"cannot write the index at {path} ({error.strerror or error}); the previous index is "
             "unchanged: free some space or fix the folder's permissions, then run `rag index` again"
         ) from error
     log.info("index %s updated: %s", path, report.summary())
-    return report
+    return report, snapshot
 
 
 def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk_vectors: np.ndarray,
                    sentence_vectors: np.ndarray, gone: set[str], embedder: Embedder, config: Config,
                    entries: dict[str, dict[str, Any]]) -> Snapshot:
-    """The previous snapshot minus the articles in `gone`, plus the newly split ones."""
+    """The previous snapshot minus the articles in `gone`, plus the newly split ones, which
+    a new segment holds; or, when compaction is due, everything in one new base segment."""
     if previous is None:
         chunk_index, sentence_index = empty_vectors(embedder.dim), empty_vectors(embedder.dim)
         chunks: dict[int, StoredChunk] = {}
+        stale: list[int] = []
         next_chunk_id = next_sentence_id = 0
     else:
         chunk_index = faiss.clone_index(previous.chunk_vectors)
         sentence_index = faiss.clone_index(previous.sentence_vectors)
-        stale = {chunk_id: stored for chunk_id, stored in previous.chunks.items() if stored.chunk.article_id in gone}
+        stale = sorted(chunk_id for article_id in gone for chunk_id in
+                       previous.chunk_ids_of_article.get(article_id, np.zeros(0, dtype=np.int64)).tolist())
         if stale:
-            chunk_index.remove_ids(np.array(sorted(stale), dtype=np.int64))
-            stale_sentences = {s for stored in stale.values() for s in stored.sentence_ids}
+            chunk_index.remove_ids(np.array(stale, dtype=np.int64))
+            stale_sentences = {s for chunk_id in stale for s in previous.chunks[chunk_id].sentence_ids}
             sentence_index.remove_ids(np.array(sorted(stale_sentences), dtype=np.int64))
-        chunks = {chunk_id: stored for chunk_id, stored in previous.chunks.items() if chunk_id not in stale}
+        chunks = dict(previous.chunks)
+        for chunk_id in stale:
+            del chunks[chunk_id]
         next_chunk_id = previous.manifest["next_ids"]["chunk"]
         next_sentence_id = previous.manifest["next_ids"]["sentence"]
 
@@ -220,7 +240,6 @@ def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk
     if len(new_chunk_ids):
         chunk_index.add_with_ids(chunk_vectors, new_chunk_ids)
         sentence_index.add_with_ids(sentence_vectors, new_sentence_ids)
-    chunk_index, sentence_index = grown(chunk_index), grown(sentence_index)
     chunk_cursor, sentence_cursor = next_chunk_id, next_sentence_id
     for part in split:
         for chunk, members in zip(part.chunks, part.chunk_sentences, strict=True):
@@ -231,33 +250,73 @@ def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk
             )
             chunk_cursor += 1
         sentence_cursor += len(part.sentences)
+    new_chunks = [chunks[c].chunk for c in range(next_chunk_id, chunk_cursor)]
+    article_vectors, article_rows = _article_vectors(previous, split, chunk_vectors, embedder.dim)
+    article_rows = {article_id: row for article_id, row in article_rows.items() if article_id in entries}
+
+    grown_chunks, grown_sentences = grown(chunk_index), grown(sentence_index)
+    if previous is None:
+        segments = [new_segment(0)]
+        lexical, removed = LexicalIndex.build(new_chunks), np.zeros(0, dtype=np.int64)
+    else:
+        segments = list(previous.manifest["segments"]) + ([new_segment(next_chunk_id)] if new_chunks else [])
+        lexical = previous.lexical.appended(np.searchsorted(previous.segment_chunk_ids, stale), new_chunks)
+        removed = np.union1d(previous.removed, np.array(stale, dtype=np.int64))
+        if (grown_chunks is not chunk_index or grown_sentences is not sentence_index
+                or _compaction_due(segments, removed, len(chunks), chunk_cursor)):
+            segments, lexical, removed = [new_segment(0)], lexical.compacted(), np.zeros(0, dtype=np.int64)
+            live = sorted(article_rows)
+            article_vectors = article_vectors[[article_rows[a] for a in live]].reshape(-1, embedder.dim)
+            article_rows = {article_id: row for row, article_id in enumerate(live)}
+    chunk_index, sentence_index = grown_chunks, grown_sentences
 
     chunk_counts: dict[str, int] = {}
     for stored in chunks.values():
         chunk_counts[stored.chunk.article_id] = chunk_counts.get(stored.chunk.article_id, 0) + 1
     for article_id, entry in entries.items():
         entry["chunks"] = chunk_counts.get(article_id, 0)
-    if previous is None:
-        lexical = LexicalIndex.build([chunks[chunk_id].chunk for chunk_id in sorted(chunks)])
-    else:  # old chunks keep their order and term ids; new ids are larger, so they come last
-        keep = [position for position, chunk_id in enumerate(previous.chunk_ids.tolist()) if chunk_id in chunks]
-        lexical = previous.lexical.updated(keep, [chunks[c].chunk for c in range(next_chunk_id, chunk_cursor)])
     manifest = {
         "format_version": FORMAT_VERSION,
         "embedder": {"name": embedder.name, **embedder.describe(), "dim": embedder.dim, "max_tokens": embedder.max_tokens,
                      "normalization": "l2", "metric": "inner_product"},
         "chunker": config.chunker_settings(),
         "vector_search": {"chunks": kind(chunk_index), "sentences": kind(sentence_index)},
-        "lexical": {"library": "bm25s", **LexicalIndex.PARAMS, "fields": "title x2 + chunk text"},
+        "lexical": {"formula": "BM25 (Lucene)", **LexicalIndex.PARAMS, "fields": "heading x2 + chunk text"},
         "articles": dict(sorted(entries.items())),
         "counts": {"articles": len(entries), "chunks": len(chunks), "sentences": sentence_index.ntotal},
         "next_ids": {"chunk": chunk_cursor, "sentence": sentence_cursor},
+        "segments": segments,
         "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "library_versions": {name: _version(name) for name in
-                             ("rag", "faiss-cpu", "numpy", "bm25s", "PyStemmer", "onnxruntime", "sentence-transformers")},
+                             ("rag", "faiss-cpu", "numpy", "scipy", "PyStemmer", "onnxruntime", "sentence-transformers")},
     }
-    return Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index,
-                    chunks=chunks, lexical=lexical)
+    return Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index, chunks=chunks,
+                    lexical=lexical, article_vectors=article_vectors, article_rows=article_rows, removed=removed)
+
+
+def _compaction_due(segments: list[dict[str, Any]], removed: np.ndarray, live_chunks: int, next_chunk: int) -> bool:
+    """Whether to rewrite the index as one base segment: when there are many segments, or
+    the chunks written outside the base plus those removed exceed a share of the index, so
+    that loads and searches never carry much scattered or dead weight."""
+    outside_base = next_chunk - segments[1]["first_chunk"] if len(segments) > 1 else 0
+    return len(segments) > _MAX_SEGMENTS or outside_base + len(removed) > _COMPACT_SHARE * max(live_chunks, 1)
+
+
+def _article_vectors(previous: Snapshot | None, split: list[ChunkedArticle], chunk_vectors: np.ndarray,
+                     dim: int) -> tuple[np.ndarray, dict[str, int]]:
+    """The previous article vectors with one row appended per article embedded: the
+    normalised mean of its chunk vectors (what the article is about as a whole)."""
+    old = previous.article_vectors if previous else np.zeros((0, dim), dtype=np.float32)
+    rows = dict(previous.article_rows) if previous else {}
+    fresh = []
+    position = 0
+    for part in split:
+        if part.chunks:
+            total = chunk_vectors[position : position + len(part.chunks)].sum(axis=0)
+            rows[part.chunks[0].article_id] = len(old) + len(fresh)
+            fresh.append(total / max(float(np.linalg.norm(total)), 1e-12))
+        position += len(part.chunks)
+    return np.concatenate([old, np.array(fresh, dtype=np.float32).reshape(-1, dim)]), rows
 
 
 def _entry(article: Article) -> dict[str, Any]:
@@ -269,10 +328,15 @@ def _entry(article: Article) -> dict[str, Any]:
     }
 
 
-def _current_or_none(path: Path, embedder: Embedder, config: Config) -> Snapshot | None:
+def _current_or_none(path: Path, embedder: Embedder, config: Config,
+                     served: Snapshot | None = None) -> Snapshot | None:
+    """The live snapshot: `served` if it is the live one, else read from disk."""
     if not (path / CURRENT_FILE).exists():
         return None
-    snapshot = load_snapshot(current_snapshot_dir(path))
+    live = current_snapshot_dir(path)
+    if served is not None and served.name == live.name:
+        return served
+    snapshot = load_snapshot(live)
     check_compatible(snapshot.manifest, embedder, config, path)
     return snapshot
 
@@ -310,14 +374,14 @@ def _texts_encoded(part: ChunkedArticle, config: Config) -> int:
 
 def _encode_sentences(articles: list[Article], split: list[ChunkedArticle],
                       embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
-    """Each title and sentence encoded once; a chunk's vector pools its title's and its
+    """Each heading and sentence encoded once; a chunk's vector pools its heading's and its
     sentences' token embeddings (every word piece of the article read once)."""
     texts: list[str] = []
     groups: list[list[int]] = []
     sentence_rows: list[int] = []
     for article, part in zip(articles, split, strict=True):
         title_row = len(texts)
-        texts.append(article.title)
+        texts.append(article.heading)
         first = len(texts)
         texts += [article.text[start:end] for start, end in part.sentences]
         sentence_rows += range(first, len(texts))

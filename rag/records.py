@@ -14,11 +14,14 @@ class Article:
 
     `text` is the whole file exactly as decoded, so every offset in the project points into
     it; `body_start` is where the article proper begins (after a date prefix and site
-    boilerplate), which is metadata the chunker skips.
+    boilerplate), which is metadata the chunker skips. `heading` is what every chunk is
+    matched with besides its own text: the headline, or for an article without one its whole
+    first sentence (the lede says who and what; `title` shows it shortened).
     """
 
     id: str
     title: str
+    heading: str
     date: dt.date | None
     text: str
     body_start: int
@@ -40,6 +43,7 @@ class Chunk:
     end: int
     text: str
     title: str
+    heading: str
     date: dt.date | None
 
     def to_json(self) -> dict[str, Any]:
@@ -50,6 +54,7 @@ class Chunk:
             "end": self.end,
             "text": self.text,
             "title": self.title,
+            "heading": self.heading,
             "date": self.date.isoformat() if self.date else None,
         }
 
@@ -63,6 +68,7 @@ class Chunk:
             end=row["end"],
             text=row["text"],
             title=row["title"],
+            heading=row["heading"],
             date=date,
         )
 
@@ -93,7 +99,7 @@ class Hit:
             "start": row["start"],
             "end": row["end"],
             "corroborating": [
-                {key: value for key, value in other.to_json().items() if key != "text"}
+                {key: value for key, value in other.to_json().items() if key not in ("text", "heading")}
                 for other in self.corroborating
             ],
         }

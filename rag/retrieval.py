@@ -2,7 +2,7 @@
 
 Each retriever proposes candidates (filters applied inside it, before any cut); every
 candidate then gets exact features: its chunk cosine, the best cosine among its sentences,
-and its BM25 score. Dense = mix of the two cosines; hybrid = z-scored convex combination of
+its article's cosine, and its BM25 score. Dense = mix of the three cosines; hybrid = z-scored convex combination of
 dense and BM25 (or reciprocal-rank fusion). Passages of different articles whose best
 sentences for the query say the same thing (two outlets reporting one meeting) are collapsed
 into one hit that lists the other outlet as corroborating.
@@ -79,7 +79,10 @@ def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray | None, query_terms
                 for rank, (c, s) in enumerate(zip(candidates[order], lexical[order], strict=True), start=1)]
     chunk_scores = snapshot.chunk_vectors.reconstruct_batch(candidates) @ query_vector
     sentence_scores, best_sentences = _best_sentences(snapshot, candidates, query_vector)
-    dense = (1 - config.sentence_weight) * chunk_scores + config.sentence_weight * sentence_scores
+    article_rows = [snapshot.article_rows[snapshot.chunks[c].chunk.article_id] for c in candidates.tolist()]
+    article_scores = snapshot.article_vectors[article_rows] @ query_vector
+    dense = ((1 - config.sentence_weight - config.article_weight) * chunk_scores
+             + config.sentence_weight * sentence_scores + config.article_weight * article_scores)
     in_pool = np.isin(candidates, pool)
     scores = dense if retriever == "dense" else _fuse(dense, lexical, in_pool, config)
     order = np.argsort(-scores, kind="stable")

@@ -1,19 +1,28 @@
-"""The index directory on disk: versioned snapshots swapped in atomically, and a write lock.
+"""The index directory on disk: segments written once, versions swapped in atomically, a write lock.
 
 Layout::
 
     index/
-      CURRENT               name of the live snapshot, replaced with os.replace
+      CURRENT               name of the live version, replaced with os.replace
       write.lock            held by the one process that is updating the index
       versions/<name>/
-        manifest.json       format version, encoder, chunker settings, articles, counts
-        chunks.faiss        FAISS index of the chunk vectors by id (exact or IVF: rag.vectors)
-        sentences.faiss     FAISS index of the sentence vectors by id
+        manifest.json       format version, encoder, chunker settings, articles, counts, and
+                            the segments that make up this version, oldest first
+        removed.npy         ids of chunks in those segments that are no longer in the index
+      segments/<name>/      what one update added; never changed once written
+        chunks.faiss        FAISS index of its chunk vectors by id (in the first segment of a
+        sentences.faiss     version, the whole index, exact or IVF: rag.vectors) and of its
+                            sentence vectors
         chunks.jsonl        one chunk a line, with its FAISS id and its sentences' spans and ids
-        bm25/               the bm25s model over the chunks (.npy + JSON)
+        articles.json/.npy  the articles it embedded and their vectors
+        bm25/               BM25 postings of its chunks (rag.lexical)
 
-A snapshot is written completely in a temporary folder, renamed into `versions/`, and only
-then named in CURRENT; a crash at any point leaves the previous snapshot live. No pickle.
+An update writes one new segment with what it embedded, plus a new version that lists the
+segments and the removed chunk ids, so its cost follows the size of the change, not of the
+index. When the segments outside the first (base) one grow past a share of the index, or
+the vector index changes type, the update writes one new base segment instead (compaction).
+Everything is written in a staging folder and renamed into place, and only then named in
+CURRENT; a crash at any point leaves the previous version live. No pickle.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import logging
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -35,20 +44,24 @@ import numpy as np
 from rag.config import Config
 from rag.embedders import BACKENDS, Embedder
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
-from rag.lexical import LexicalIndex
+from rag.lexical import LexicalIndex, LexicalSegment
 from rag.records import Chunk
-from rag.vectors import vector_ids
+from rag.vectors import empty_vectors, vector_ids
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 6
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "write.lock"
 VERSIONS_DIR = "versions"
+SEGMENTS_DIR = "segments"
 MANIFEST_FILE = "manifest.json"
+REMOVED_FILE = "removed.npy"
 FAISS_FILE = "chunks.faiss"
 SENTENCE_FAISS_FILE = "sentences.faiss"
 CHUNKS_FILE = "chunks.jsonl"
+ARTICLE_IDS_FILE = "articles.json"
+ARTICLE_VECTORS_FILE = "articles.npy"
 LEXICAL_DIR = "bm25"
 _KEEP_OLD_SNAPSHOTS = 2
 
@@ -67,7 +80,9 @@ class Snapshot:
     """One consistent state of the index, all in memory.
 
     `chunks` maps every id in `chunk_vectors` to its chunk; the sentence ids of the chunks
-    are the ids in `sentence_vectors`; `lexical` scores chunks in ascending id order.
+    are the ids in `sentence_vectors`; `lexical` scores chunks in ascending id order;
+    `article_vectors[article_rows[id]]` is an article's vector. `removed` lists the chunks
+    that the segments (manifest["segments"]) still hold but the index no longer does.
     """
 
     manifest: dict[str, Any]
@@ -75,12 +90,21 @@ class Snapshot:
     sentence_vectors: faiss.Index
     chunks: dict[int, StoredChunk]
     lexical: LexicalIndex
-    name: str = ""  # the versions/ folder it was loaded from; "" while being built
+    article_vectors: np.ndarray
+    article_rows: dict[str, int]
+    removed: np.ndarray
+    name: str = ""  # the versions/ folder it was loaded from or written to; "" while being built
 
     @cached_property
     def chunk_ids(self) -> np.ndarray:
         """Chunk ids in ascending order: position i is BM25 document i."""
         return np.array(sorted(self.chunks), dtype=np.int64)
+
+    @cached_property
+    def segment_chunk_ids(self) -> np.ndarray:
+        """The ids of every chunk the segments hold, removed or not, in ascending order: the
+        positions of BM25's documents across its segments."""
+        return np.union1d(self.chunk_ids, self.removed)
 
     @cached_property
     def chunk_ids_of_article(self) -> dict[str, np.ndarray]:
@@ -171,20 +195,68 @@ def check_compatible(manifest: dict[str, Any], embedder: Embedder, config: Confi
 
 
 def load_snapshot(snapshot_dir: Path) -> Snapshot:
-    """Read a snapshot and check that its files agree with each other."""
+    """Read a version and its segments, and check that they agree with each other."""
     manifest = read_manifest(snapshot_dir)
-    rebuild_hint = "rebuild it with `rag index --rebuild`"
-    vectors = {}
-    for name in (FAISS_FILE, SENTENCE_FAISS_FILE):
-        try:
-            vectors[name] = faiss.read_index(str(snapshot_dir / name))
-        except RuntimeError as error:
-            raise IndexCorruptError(
-                f"vector file {snapshot_dir / name} is missing or damaged: {rebuild_hint}"
-            ) from error
+    segments_dir = snapshot_dir.parent.parent / SEGMENTS_DIR
+    removed = _load_array(snapshot_dir / REMOVED_FILE, "removed-chunk list")
+    chunk_index = sentence_index = None
     chunks: dict[int, StoredChunk] = {}
+    lexical_segments: list[LexicalSegment] = []
+    article_ids: list[str] = []
+    article_vectors: list[np.ndarray] = []
+    for entry in manifest["segments"]:
+        folder = segments_dir / entry["name"]
+        chunk_part, sentence_part = (_read_vectors(folder / name) for name in (FAISS_FILE, SENTENCE_FAISS_FILE))
+        if chunk_index is None:
+            chunk_index, sentence_index = chunk_part, sentence_part
+        else:
+            for index, part in ((chunk_index, chunk_part), (sentence_index, sentence_part)):
+                ids = vector_ids(part)
+                if len(ids):
+                    index.add_with_ids(part.reconstruct_batch(ids), ids)
+        chunks.update(_read_chunks(folder / CHUNKS_FILE))
+        try:
+            lexical_segments.append(LexicalSegment.load(folder / LEXICAL_DIR))
+        except (OSError, ValueError, KeyError) as error:
+            raise IndexCorruptError(
+                f"BM25 index {folder / LEXICAL_DIR} is missing or damaged ({error}): {_REBUILD_HINT}") from error
+        try:
+            article_ids += json.loads((folder / ARTICLE_IDS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise IndexCorruptError(
+                f"article list {folder / ARTICLE_IDS_FILE} is missing or damaged ({error}): {_REBUILD_HINT}") from error
+        article_vectors.append(_load_array(folder / ARTICLE_VECTORS_FILE, "article vectors"))
+    if chunk_index is None:
+        raise IndexCorruptError(f"index at {snapshot_dir} lists no segments: {_REBUILD_HINT}")
+    segment_chunk_ids = np.array(sorted(chunks), dtype=np.int64)
+    gone = {chunk_id: chunks.pop(chunk_id) for chunk_id in removed.tolist() if chunk_id in chunks}
+    if gone:
+        chunk_index.remove_ids(np.array(sorted(gone), dtype=np.int64))
+        sentence_index.remove_ids(np.array(sorted({s for stored in gone.values() for s in stored.sentence_ids}),
+                                           dtype=np.int64))
+    rows = {article_id: row for row, article_id in enumerate(article_ids) if article_id in manifest["articles"]}
+    snapshot = Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index, chunks=chunks,
+                        lexical=LexicalIndex(lexical_segments, ~np.isin(segment_chunk_ids, removed)),
+                        article_vectors=np.concatenate(article_vectors), article_rows=rows, removed=removed,
+                        name=snapshot_dir.name)
+    _check_consistent(snapshot, snapshot_dir)
+    return snapshot
+
+
+_REBUILD_HINT = "rebuild it with `rag index --rebuild`"
+
+
+def _read_vectors(path: Path) -> faiss.Index:
     try:
-        with (snapshot_dir / CHUNKS_FILE).open(encoding="utf-8") as handle:
+        return faiss.read_index(str(path))
+    except RuntimeError as error:
+        raise IndexCorruptError(f"vector file {path} is missing or damaged: {_REBUILD_HINT}") from error
+
+
+def _read_chunks(path: Path) -> dict[int, StoredChunk]:
+    chunks = {}
+    try:
+        with path.open(encoding="utf-8") as handle:
             for line in handle:
                 row = json.loads(line)
                 chunks[int(row["faiss_id"])] = StoredChunk(
@@ -193,67 +265,113 @@ def load_snapshot(snapshot_dir: Path) -> Snapshot:
                     sentence_ids=tuple(sentence_id for _, _, sentence_id in row["sentences"]),
                 )
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise IndexCorruptError(
-            f"chunk store {snapshot_dir / CHUNKS_FILE} is missing or damaged ({error}): {rebuild_hint}"
-        ) from error
+        raise IndexCorruptError(f"chunk store {path} is missing or damaged ({error}): {_REBUILD_HINT}") from error
+    return chunks
+
+
+def _load_array(path: Path, what: str) -> np.ndarray:
     try:
-        lexical = LexicalIndex.load(snapshot_dir / LEXICAL_DIR)
-    except (OSError, ValueError, KeyError) as error:
-        raise IndexCorruptError(
-            f"BM25 index {snapshot_dir / LEXICAL_DIR} is missing or damaged ({error}): {rebuild_hint}"
-        ) from error
-    snapshot = Snapshot(manifest=manifest, chunk_vectors=vectors[FAISS_FILE],
-                        sentence_vectors=vectors[SENTENCE_FAISS_FILE], chunks=chunks, lexical=lexical,
-                        name=snapshot_dir.name)
-    _check_consistent(snapshot, snapshot_dir, rebuild_hint)
-    return snapshot
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise IndexCorruptError(f"{what} {path} missing or damaged ({error}): {_REBUILD_HINT}") from error
 
 
-def _check_consistent(snapshot: Snapshot, snapshot_dir: Path, rebuild_hint: str) -> None:
+def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
     chunk_ids = set(vector_ids(snapshot.chunk_vectors).tolist())
     sentence_ids = set(vector_ids(snapshot.sentence_vectors).tolist())
     counts = snapshot.manifest["counts"]
     if (chunk_ids != set(snapshot.chunks) or counts["chunks"] != len(snapshot.chunks)
             or sentence_ids != set(snapshot.chunks_of_sentence) or counts["sentences"] != len(sentence_ids)
-            or snapshot.lexical.size != len(snapshot.chunks)):
+            or snapshot.lexical.size != len(snapshot.chunks)
+            or set(snapshot.article_rows) != set(snapshot.chunk_ids_of_article)):
         raise IndexCorruptError(
             f"index at {snapshot_dir} is inconsistent: {snapshot.chunk_vectors.ntotal} chunk vectors, "
             f"{len(snapshot.chunks)} stored chunks, {snapshot.sentence_vectors.ntotal} sentence vectors, "
-            f"{snapshot.lexical.size} BM25 documents; the manifest says {counts['chunks']} chunks and "
-            f"{counts['sentences']} sentences: {rebuild_hint}"
+            f"{snapshot.lexical.size} BM25 documents, {len(snapshot.article_rows)} article vectors; the manifest "
+            f"says {counts['chunks']} chunks and {counts['sentences']} sentences: {_REBUILD_HINT}"
         )
 
 
-def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Path:
-    """Write a snapshot beside the live one, then make it live with one atomic rename."""
-    versions = index_dir / VERSIONS_DIR
+def new_segment(first_chunk: int) -> dict[str, Any]:
+    """A manifest entry for a segment that will hold the chunks with ids from `first_chunk` on
+    (0 for a base segment, which holds the whole index)."""
+    return {"name": _timestamped_name(), "first_chunk": first_chunk}
+
+
+def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Snapshot:
+    """Write the segments of the snapshot that are not on disk yet and a version naming
+    them, then make that version live with one atomic rename; return the snapshot named."""
+    versions, segments = index_dir / VERSIONS_DIR, index_dir / SEGMENTS_DIR
     versions.mkdir(parents=True, exist_ok=True)
+    segments.mkdir(parents=True, exist_ok=True)
+    for position, entry in enumerate(snapshot.manifest["segments"]):
+        if not (segments / entry["name"]).is_dir():
+            _write_segment(segments, entry, position, snapshot)
     staging = versions / f".staging-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
-        faiss.write_index(snapshot.chunk_vectors, str(staging / FAISS_FILE))
-        faiss.write_index(snapshot.sentence_vectors, str(staging / SENTENCE_FAISS_FILE))
-        with (staging / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
-            for faiss_id, stored in sorted(snapshot.chunks.items()):
-                sentences = [[start, end, sentence_id] for (start, end), sentence_id
-                             in zip(stored.sentence_spans, stored.sentence_ids, strict=True)]
-                row = {"faiss_id": faiss_id, **stored.chunk.to_json(), "sentences": sentences}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        snapshot.lexical.save(staging / LEXICAL_DIR)
+        np.save(staging / REMOVED_FILE, snapshot.removed, allow_pickle=False)
         (staging / MANIFEST_FILE).write_text(
             json.dumps(snapshot.manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         _fsync_folder(staging)
-        name = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
-        final = versions / name
-        os.replace(staging, final)
+        name = _timestamped_name()
+        os.replace(staging, versions / name)
         _fsync_directory(versions)  # the rename must be durable before CURRENT names it
         _point_current_to(index_dir, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _prune_old_snapshots(versions, keep=name)
-    return final
+    _prune(index_dir, keep=name)
+    return replace(snapshot, name=name)
+
+
+def _write_segment(segments: Path, entry: dict[str, Any], position: int, snapshot: Snapshot) -> None:
+    """Write segment `position` of the snapshot: the chunks with ids from its `first_chunk`
+    on (a segment is written by the update that made it, when those are all its chunks)."""
+    staging = segments / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        chunk_ids = snapshot.chunk_ids[snapshot.chunk_ids >= entry["first_chunk"]]
+        if position == 0:
+            chunk_part, sentence_part = snapshot.chunk_vectors, snapshot.sentence_vectors
+        else:
+            sentence_ids = np.array(sorted(s for c in chunk_ids.tolist() for s in snapshot.chunks[c].sentence_ids),
+                                    dtype=np.int64)
+            chunk_part, sentence_part = (_flat_copy(index, ids) for index, ids in
+                                         ((snapshot.chunk_vectors, chunk_ids), (snapshot.sentence_vectors, sentence_ids)))
+        faiss.write_index(chunk_part, str(staging / FAISS_FILE))
+        faiss.write_index(sentence_part, str(staging / SENTENCE_FAISS_FILE))
+        with (staging / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
+            for faiss_id in chunk_ids.tolist():
+                stored = snapshot.chunks[faiss_id]
+                sentences = [[start, end, sentence_id] for (start, end), sentence_id
+                             in zip(stored.sentence_spans, stored.sentence_ids, strict=True)]
+                row = {"faiss_id": faiss_id, **stored.chunk.to_json(), "sentences": sentences}
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        snapshot.lexical.segments[position].save(staging / LEXICAL_DIR)
+        article_ids = sorted({snapshot.chunks[c].chunk.article_id for c in chunk_ids.tolist()})
+        (staging / ARTICLE_IDS_FILE).write_text(json.dumps(article_ids, ensure_ascii=False), encoding="utf-8")
+        rows = [snapshot.article_rows[article_id] for article_id in article_ids]
+        np.save(staging / ARTICLE_VECTORS_FILE, snapshot.article_vectors[rows].reshape(len(rows), -1),
+                allow_pickle=False)
+        _fsync_folder(staging)
+        os.replace(staging, segments / entry["name"])
+        _fsync_directory(segments)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _flat_copy(index: faiss.Index, ids: np.ndarray) -> faiss.Index:
+    copy = empty_vectors(index.d)
+    if len(ids):
+        copy.add_with_ids(index.reconstruct_batch(ids), ids)
+    return copy
+
+
+def _timestamped_name() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
 
 
 def _point_current_to(index_dir: Path, name: str) -> None:
@@ -285,12 +403,24 @@ def _fsync_directory(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _prune_old_snapshots(versions: Path, keep: str) -> None:
-    """Delete all but the newest few snapshots (a reader may be between CURRENT and its files)."""
+def _prune(index_dir: Path, keep: str) -> None:
+    """Delete all but the newest few versions (a reader may be between CURRENT and its files),
+    then every segment that no remaining version lists."""
+    versions = index_dir / VERSIONS_DIR
     snapshots = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
     old = [p for p in snapshots if p.name != keep][:-_KEEP_OLD_SNAPSHOTS or None]
     for path in old:
         shutil.rmtree(path, ignore_errors=True)
+    listed = set()
+    for path in versions.iterdir():
+        try:
+            listed |= {entry["name"] for entry in json.loads((path / MANIFEST_FILE).read_text("utf-8"))["segments"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            if not path.name.startswith("."):
+                return  # an unreadable version: keep every segment rather than guess
+    for path in (index_dir / SEGMENTS_DIR).iterdir():
+        if path.is_dir() and not path.name.startswith(".") and path.name not in listed:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_stale_staging(index_dir: Path) -> None:
@@ -298,7 +428,7 @@ def remove_stale_staging(index_dir: Path) -> None:
     with the write lock held."""
     for pending in index_dir.glob(f".{CURRENT_FILE}.*"):
         pending.unlink(missing_ok=True)
-    versions = index_dir / VERSIONS_DIR
-    if versions.is_dir():
-        for path in versions.glob(".staging-*"):
-            shutil.rmtree(path, ignore_errors=True)
+    for folder in (index_dir / VERSIONS_DIR, index_dir / SEGMENTS_DIR):
+        if folder.is_dir():
+            for path in folder.glob(".staging-*"):
+                shutil.rmtree(path, ignore_errors=True)

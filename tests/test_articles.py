@@ -61,6 +61,14 @@ def test_titles_without_headline_come_from_the_first_sentence(stem):
     assert first_words in article.body[:200]
 
 
+def test_heading_is_the_headline_or_the_whole_first_sentence():
+    assert seed("002_2158886989b67df7").heading == seed("002_2158886989b67df7").title
+    lede = seed("003_62729c1e8f798b4f")
+    assert lede.title.endswith("…") and "Pham Minh Chinh" not in lede.title
+    assert lede.heading.startswith(lede.title.rstrip("…"))
+    assert "Prime Minister Pham Minh Chinh chaired a meeting" in lede.heading  # cut from the title, kept for matching
+
+
 def test_title_of_000_drops_the_place_dateline():
     assert seed("000_74a00811c9a9f887").title.startswith("Prime Minister Phạm Minh Chính urged the Ministry")
 

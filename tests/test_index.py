@@ -332,18 +332,22 @@ def test_unknown_format_version_is_refused(fake_index):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda d: (d / "chunks.faiss").unlink(), r"vector file .*chunks.faiss is missing or damaged"),
-        (lambda d: (d / "chunks.faiss").write_bytes(b"garbage"), r"vector file .*chunks.faiss is missing or damaged"),
-        (lambda d: (d / "chunks.jsonl").write_text("{not json"), r"chunk store .*chunks.jsonl is missing or damaged"),
-        (lambda d: (d / "manifest.json").unlink(), r"index manifest .*manifest.json is missing or damaged"),
-        (lambda d: (d / "chunks.jsonl").write_text(""), r"is inconsistent: \d+ chunk vectors, 0 stored chunks"),
-        (lambda d: (d / "sentences.faiss").unlink(), r"vector file .*sentences.faiss is missing or damaged"),
-        (lambda d: shutil.rmtree(d / "bm25"), r"BM25 index .*bm25 is missing or damaged"),
-        (lambda d: shutil.rmtree(d), r"points to a missing snapshot"),
+        (lambda v, s: (s / "chunks.faiss").unlink(), r"vector file .*chunks.faiss is missing or damaged"),
+        (lambda v, s: (s / "chunks.faiss").write_bytes(b"garbage"), r"vector file .*chunks.faiss is missing or damaged"),
+        (lambda v, s: (s / "chunks.jsonl").write_text("{not json"), r"chunk store .*chunks.jsonl is missing or damaged"),
+        (lambda v, s: (v / "manifest.json").unlink(), r"index manifest .*manifest.json is missing or damaged"),
+        (lambda v, s: (s / "chunks.jsonl").write_text(""), r"is inconsistent: \d+ chunk vectors, 0 stored chunks"),
+        (lambda v, s: (s / "sentences.faiss").unlink(), r"vector file .*sentences.faiss is missing or damaged"),
+        (lambda v, s: shutil.rmtree(s / "bm25"), r"BM25 index .*bm25 is missing or damaged"),
+        (lambda v, s: (s / "articles.npy").write_bytes(b"x"), r"article vectors .*articles.npy missing or damaged"),
+        (lambda v, s: (v / "removed.npy").unlink(), r"removed-chunk list .*removed.npy missing or damaged"),
+        (lambda v, s: shutil.rmtree(v), r"points to a missing snapshot"),
     ],
 )
 def test_damaged_files_give_a_clear_error(fake_index, damage, message):
-    damage(current_snapshot_dir(fake_index))
+    version = current_snapshot_dir(fake_index)
+    segment = fake_index / "segments" / json.loads((version / "manifest.json").read_text())["segments"][0]["name"]
+    damage(version, segment)
     with pytest.raises(IndexCorruptError, match=message):
         open_index(fake_index)
 
@@ -426,3 +430,83 @@ def test_a_large_index_turns_approximate_and_still_updates(tmp_path, monkeypatch
     assert index.search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "new"
     assert all(hit.chunk.article_id != "a000" for hit in index.search("Report 0 on topic 0", k=20))
     assert [h.chunk.article_id for h in index.search("Report 5 topic", k=3, articles=["a005"])] == ["a005"]
+
+
+def segment_names(index_dir: Path) -> list[str]:
+    manifest = json.loads((current_snapshot_dir(index_dir) / "manifest.json").read_text())
+    return [entry["name"] for entry in manifest["segments"]]
+
+
+def many_articles(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for number in range(count):
+        (folder / f"a{number:03d}.txt").write_text(f"Report {number} on topic {number % 37}. It ends here.")
+    return folder
+
+
+def test_an_update_writes_a_segment_of_its_own_chunks_and_leaves_the_rest(tmp_path):
+    folder = many_articles(tmp_path / "many", 100)
+    build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    [base] = segment_names(tmp_path / "index")
+    base_files = {p: p.stat().st_mtime_ns for p in (tmp_path / "index" / "segments" / base).rglob("*")}
+    (folder / "new.txt").write_text(NEW_ARTICLE)
+    build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    first, added = segment_names(tmp_path / "index")
+    assert first == base and base_files == {p: p.stat().st_mtime_ns for p in base_files}
+    rows = (tmp_path / "index" / "segments" / added / "chunks.jsonl").read_text().splitlines()
+    assert {json.loads(row)["article_id"] for row in rows} == {"new"}
+    index = open_index(tmp_path / "index")
+    assert index.search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "new"
+
+
+def test_removals_are_recorded_then_compacted_away(tmp_path):
+    folder = many_articles(tmp_path / "many", 100)
+    index_dir = tmp_path / "index"
+    build_index([folder], index_dir, embedder=HashingEmbedder())
+    [base] = segment_names(index_dir)
+    (folder / "a005.txt").unlink()
+    build_index([folder], index_dir, embedder=HashingEmbedder())
+    assert segment_names(index_dir) == [base]  # nothing new to hold: the version lists the removal
+    assert np.load(current_snapshot_dir(index_dir) / "removed.npy").size == 1
+    assert all(h.chunk.article_id != "a005" for h in open_index(index_dir).search("Report 5 on topic 5", k=20))
+    for number in range(30):  # more than a quarter of the index changes: one base again
+        (folder / f"a{number + 10:03d}.txt").unlink()
+    build_index([folder], index_dir, embedder=HashingEmbedder())
+    [compacted] = segment_names(index_dir)
+    assert compacted != base and np.load(current_snapshot_dir(index_dir) / "removed.npy").size == 0
+    for _ in range(3):  # once no kept version lists the old base, its files go
+        (folder / "new.txt").write_text(NEW_ARTICLE + str(_))
+        build_index([folder], index_dir, embedder=HashingEmbedder())
+    assert not (index_dir / "segments" / base).exists()
+    index = open_index(index_dir)
+    assert len(index.articles()) == 100 - 31 + 1
+    assert index.search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "new"
+
+
+def test_many_small_updates_match_one_build_of_the_same_articles(tmp_path):
+    folder = many_articles(tmp_path / "many", 60)
+    build_index([folder], tmp_path / "grown", embedder=HashingEmbedder())
+    for number in range(12):
+        (folder / f"late{number:02d}.txt").write_text(f"Late report {number} about ships and {number % 5} ports.")
+        if number % 4 == 0:
+            (folder / f"a{number:03d}.txt").unlink()
+        build_index([folder], tmp_path / "grown", embedder=HashingEmbedder())
+    build_index([folder], tmp_path / "fresh", embedder=HashingEmbedder())
+    grown, fresh = open_index(tmp_path / "grown"), open_index(tmp_path / "fresh")
+    assert len(segment_names(tmp_path / "grown")) > 1
+    for query in ["late report ships", "Report 7 on topic 7", "ports"]:
+        for retriever in ("hybrid", "bm25"):
+            got = [(h.chunk.chunk_id, round(h.score, 4)) for h in grown.search(query, k=10, retriever=retriever)]
+            assert got == [(h.chunk.chunk_id, round(h.score, 4)) for h in fresh.search(query, k=10, retriever=retriever)]
+
+
+def test_a_serving_index_updates_from_memory_without_reading_itself_back(fake_index, seeds_copy, monkeypatch):
+    index = open_index(fake_index)
+    (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE)
+    monkeypatch.setattr("rag.indexing.load_snapshot", lambda path: pytest.fail("read the served index back"))
+    monkeypatch.setattr("rag.index.load_snapshot", lambda path: pytest.fail("read the written index back"))
+    assert index.update([seeds_copy]).added == ["005_new"]
+    assert index.version == current_snapshot_dir(fake_index).name
+    assert index.search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "005_new"
+    monkeypatch.undo()
+    assert hit_keys(open_index(fake_index).search("patrol vessel", k=5)) == hit_keys(index.search("patrol vessel", k=5))

@@ -78,7 +78,7 @@ def test_hybrid_is_a_fusion_of_both_retrievers(fake_index):
 
 def test_manifest_lists_the_lexical_index(fake_index):
     manifest = json.loads((current_snapshot_dir(fake_index) / "manifest.json").read_text())
-    assert manifest["lexical"]["library"] == "bm25s"
+    assert manifest["lexical"]["formula"] == "BM25 (Lucene)" and manifest["lexical"]["k1"] == 0.9
     assert manifest["counts"]["sentences"] > manifest["counts"]["chunks"]
 
 
