@@ -138,12 +138,19 @@ class LexicalIndex:
         return counts
 
     @cached_property
-    def _length_norms(self) -> np.ndarray:
-        """k1 * (1 - b + b * length / mean length) of every document, live or not."""
+    def _saturated_frequencies(self) -> list[np.ndarray]:
+        """Per segment, for each posting: tf / (tf + k1 * (1 - b + b * length / mean length)),
+        BM25 without the idf (computed once per snapshot: the mean length moves with updates)."""
         lengths = np.concatenate([segment.lengths for segment in self.segments]).astype(np.float32)
         mean = float(lengths[self.live].mean()) if self.size else 1.0
         k1, b = self.PARAMS["k1"], self.PARAMS["b"]
-        return k1 * (1 - b + b * lengths / max(mean, 1e-9))
+        norms = k1 * (1 - b + b * lengths / max(mean, 1e-9))
+        saturated, offset = [], 0
+        for segment in self.segments:
+            frequencies = segment.postings.data
+            saturated.append(frequencies / (frequencies + norms[segment.postings.indices + offset]))
+            offset += segment.size
+        return saturated
 
     def knows(self, term: str) -> bool:
         """Whether some live chunk holds the term."""
@@ -161,15 +168,12 @@ class LexicalIndex:
         False or no term matches). A term repeated in the query counts each time."""
         known = [term for term in query_terms if self.knows(term)]
         totals = np.zeros(len(self.live), dtype=np.float32)
-        norms = self._length_norms
         for term, weight in zip(known, self.idf(known).tolist(), strict=True):
             number, offset = self.vocab[term], 0
-            for segment in self.segments:
+            for segment, saturated in zip(self.segments, self._saturated_frequencies, strict=True):
                 if number < segment.postings.shape[0]:
                     start, end = segment.postings.indptr[number], segment.postings.indptr[number + 1]
-                    documents = segment.postings.indices[start:end] + offset
-                    frequencies = segment.postings.data[start:end]
-                    totals[documents] += weight * frequencies / (frequencies + norms[documents])
+                    totals[segment.postings.indices[start:end] + offset] += weight * saturated[start:end]
                 offset += segment.size
         scores = totals[self._live_positions]
         return scores if mask is None else scores * mask

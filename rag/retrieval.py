@@ -148,9 +148,10 @@ def _best_sentences(snapshot: Snapshot, candidates: np.ndarray,
     scores = snapshot.sentence_vectors.reconstruct_batch(flat) @ query_vector
     starts = np.cumsum([0] + [len(ids) for ids in sentence_lists])[:-1]
     best = np.maximum.reduceat(scores, starts)
-    best_ids = np.array([flat[start + int(np.argmax(scores[start : start + len(ids)]))]
-                         for start, ids in zip(starts.tolist(), sentence_lists, strict=True)], dtype=np.int64)
-    return best.astype(np.float32), best_ids
+    lengths = np.diff(np.append(starts, len(flat)))
+    first_best = np.minimum.reduceat(np.where(scores == np.repeat(best, lengths), np.arange(len(flat)), len(flat)),
+                                     starts)
+    return best.astype(np.float32), flat[first_best]
 
 
 def _fuse(dense: np.ndarray, lexical: np.ndarray, in_pool: np.ndarray, config: Config) -> np.ndarray:
@@ -179,15 +180,16 @@ def _collapse_duplicates(snapshot: Snapshot, ranked: np.ndarray, scores: np.ndar
     """Walk the ranking; a passage whose best sentence nearly repeats that of a kept passage
     from another article joins it as a corroborating source instead of taking a slot."""
     vectors = snapshot.sentence_vectors.reconstruct_batch(best_sentences)
-    kept: list[int] = []
+    _, articles = np.unique([snapshot.chunks[c].chunk.article_id for c in ranked.tolist()], return_inverse=True)
+    kept: list[int] = []  # positions in the ranking
     corroborating: dict[int, list[Chunk]] = {}
     for position, chunk_id in enumerate(ranked.tolist()):
-        chunk = snapshot.chunks[chunk_id].chunk
-        twin = next((i for i in kept
-                     if snapshot.chunks[int(ranked[i])].chunk.article_id != chunk.article_id
-                     and float(vectors[i] @ vectors[position]) >= config.duplicate_similarity), None)
-        if twin is not None:
-            others = corroborating.setdefault(twin, [])
+        kept_at = np.array(kept, dtype=np.int64)
+        twins = kept_at[(articles[kept_at] != articles[position])
+                        & (vectors[kept_at] @ vectors[position] >= config.duplicate_similarity)]
+        if len(twins):
+            chunk = snapshot.chunks[chunk_id].chunk
+            others = corroborating.setdefault(int(twins[0]), [])
             if all(other.article_id != chunk.article_id for other in others):
                 others.append(chunk)
             continue

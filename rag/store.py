@@ -283,6 +283,7 @@ def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
     if (chunk_ids != set(snapshot.chunks) or counts["chunks"] != len(snapshot.chunks)
             or sentence_ids != set(snapshot.chunks_of_sentence) or counts["sentences"] != len(sentence_ids)
             or snapshot.lexical.size != len(snapshot.chunks)
+            or sum(segment.size for segment in snapshot.lexical.segments) != len(snapshot.lexical.live)
             or set(snapshot.article_rows) != set(snapshot.chunk_ids_of_article)):
         raise IndexCorruptError(
             f"index at {snapshot_dir} is inconsistent: {snapshot.chunk_vectors.ntotal} chunk vectors, "
@@ -353,7 +354,7 @@ def _write_segment(segments: Path, entry: dict[str, Any], position: int, snapsho
         article_ids = sorted({snapshot.chunks[c].chunk.article_id for c in chunk_ids.tolist()})
         (staging / ARTICLE_IDS_FILE).write_text(json.dumps(article_ids, ensure_ascii=False), encoding="utf-8")
         rows = [snapshot.article_rows[article_id] for article_id in article_ids]
-        np.save(staging / ARTICLE_VECTORS_FILE, snapshot.article_vectors[rows].reshape(len(rows), -1),
+        np.save(staging / ARTICLE_VECTORS_FILE, snapshot.article_vectors[rows].reshape(len(rows), chunk_part.d),
                 allow_pickle=False)
         _fsync_folder(staging)
         os.replace(staging, segments / entry["name"])

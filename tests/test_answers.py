@@ -1,7 +1,6 @@
 """Extractive answers: verbatim cited sentences, honest abstention, the dev-set targets."""
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -51,7 +51,7 @@ def test_chunks_respect_the_target_and_overlap_by_whole_sentences(tokenizer_embe
     sentence_spans = split_sentences(article.text, article.body_start)
     starts = {s for s, _ in sentence_spans}
     ends = {e for _, e in sentence_spans}
-    for previous, chunk in zip(chunks, chunks[1:]):
+    for previous, chunk in zip(chunks, chunks[1:], strict=False):
         assert chunk.start in starts and chunk.end in ends
         assert chunk.start < previous.end  # one shared sentence
         assert article.text[chunk.start : previous.end] in previous.text

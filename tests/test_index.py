@@ -510,3 +510,15 @@ def test_a_serving_index_updates_from_memory_without_reading_itself_back(fake_in
     assert index.search("patrol vessel Hai Phong", k=1)[0].chunk.article_id == "005_new"
     monkeypatch.undo()
     assert hit_keys(open_index(fake_index).search("patrol vessel", k=5)) == hit_keys(index.search("patrol vessel", k=5))
+
+
+def test_an_index_emptied_of_every_article_can_grow_again(tmp_path):
+    folder = many_articles(tmp_path / "many", 3)
+    build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    for path in folder.glob("*.txt"):
+        path.unlink()
+    assert len(build_index([folder], tmp_path / "index", embedder=HashingEmbedder()).removed) == 3
+    assert open_index(tmp_path / "index").search("Report 1", k=5) == []
+    (folder / "new.txt").write_text(NEW_ARTICLE)
+    build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    assert [h.chunk.article_id for h in open_index(tmp_path / "index").search("patrol vessel", k=5)] == ["new"]

@@ -233,7 +233,7 @@ def test_overlapping_quotes_keep_an_anchor_for_each_marker() -> None:
 
 def test_bracketed_numbers_in_an_article_are_not_taken_for_markers() -> None:
     quote = "The hall opens on June 1."
-    answer = Answer(question="When?", answer=f"Seats [3] are sold out. [1]", abstained=False,
+    answer = Answer(question="When?", answer="Seats [3] are sold out. [1]", abstained=False,
                     mode="extractive", sentences=(AnswerSentence("Seats [3] are sold out.", (1,)),),
                     citations=(citation(1, quote),))
 
