@@ -196,7 +196,7 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
     chunk_vectors, sentence_vectors = _embed_articles(to_embed, split, embedder, config, progress)
     report.chunks_embedded, report.sentences_embedded = len(chunk_vectors), len(sentence_vectors)
 
-    snapshot = _next_snapshot(previous, split, chunk_vectors, sentence_vectors,
+    snapshot = _next_snapshot(previous, to_embed, split, chunk_vectors, sentence_vectors,
                               gone=set(report.removed) | set(report.updated), embedder=embedder,
                               config=config, entries=entries)
     try:
@@ -210,9 +210,9 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
     return report, snapshot
 
 
-def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk_vectors: np.ndarray,
-                   sentence_vectors: np.ndarray, gone: set[str], embedder: Embedder, config: Config,
-                   entries: dict[str, dict[str, Any]]) -> Snapshot:
+def _next_snapshot(previous: Snapshot | None, embedded: list[Article], split: list[ChunkedArticle],
+                   chunk_vectors: np.ndarray, sentence_vectors: np.ndarray, gone: set[str], embedder: Embedder,
+                   config: Config, entries: dict[str, dict[str, Any]]) -> Snapshot:
     """The previous snapshot minus the articles in `gone`, plus the newly split ones, which
     a new segment holds; or, when compaction is due, everything in one new base segment."""
     if previous is None:
@@ -270,11 +270,8 @@ def _next_snapshot(previous: Snapshot | None, split: list[ChunkedArticle], chunk
             article_rows = {article_id: row for row, article_id in enumerate(live)}
     chunk_index, sentence_index = grown_chunks, grown_sentences
 
-    chunk_counts: dict[str, int] = {}
-    for stored in chunks.values():
-        chunk_counts[stored.chunk.article_id] = chunk_counts.get(stored.chunk.article_id, 0) + 1
-    for article_id, entry in entries.items():
-        entry["chunks"] = chunk_counts.get(article_id, 0)
+    for article, part in zip(embedded, split, strict=True):  # the others keep their count
+        entries[article.id]["chunks"] = len(part.chunks)
     manifest = {
         "format_version": FORMAT_VERSION,
         "embedder": {"name": embedder.name, **embedder.describe(), "dim": embedder.dim, "max_tokens": embedder.max_tokens,
