@@ -34,9 +34,9 @@ class Config:
     max_file_bytes: int = 5_000_000
     max_query_chars: int = 2_000
     fusion: Literal["zscore", "rrf"] = "zscore"
-    lexical_weight: float = 0.4
-    sentence_weight: float = 0.5
-    article_weight: float = 0.0
+    lexical_weight: float = 0.35
+    sentence_weight: float = 0.4
+    article_weight: float = 0.2
     candidates: int = 100
     duplicate_similarity: float = 0.85
     answer_coverage_weight: float = 0.5
