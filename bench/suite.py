@@ -207,9 +207,11 @@ def bench_updates(index: Index, fresh: list[Article], folder: Path) -> dict[str,
     results["remove_1_s"] = round(time.perf_counter() - started, 2)
     (folder / f"{fresh[101].id}.txt").write_text(fresh[101].text, encoding="utf-8")
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rag.cli", "index", str(folder), "--index", str(index.path)], check=True,
-                   capture_output=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run([sys.executable, "-m", "rag.cli", "index", str(folder), "--index", str(index.path)],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     results["add_1_cli_s"] = round(time.perf_counter() - started, 2)
+    if done.returncode != 0:
+        raise SystemExit(f"rag index failed: {done.stderr}")
     return results
 
 

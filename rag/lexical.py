@@ -15,6 +15,7 @@ chunks cost. Scores equal bm25s's "lucene" method (tests/test_lexical.py checks)
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class LexicalSegment:
         postings = scipy.sparse.csr_matrix((np.ones(len(term_ids), dtype=np.float32), (term_ids, positions)),
                                            shape=(len(vocab), len(documents)))
         postings.sum_duplicates()
-        new_terms = tuple(term for term, _ in sorted(vocab.items(), key=lambda item: item[1])[known:])
+        new_terms = tuple(itertools.islice(vocab, known, None))  # ids follow insertion order
         return cls(postings=postings, lengths=lengths, new_terms=new_terms)
 
     @property

@@ -280,8 +280,9 @@ def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
     chunk_ids = set(vector_ids(snapshot.chunk_vectors).tolist())
     sentence_ids = set(vector_ids(snapshot.sentence_vectors).tolist())
     counts = snapshot.manifest["counts"]
-    if (chunk_ids != set(snapshot.chunks) or counts["chunks"] != len(snapshot.chunks)
-            or sentence_ids != set(snapshot.chunks_of_sentence) or counts["sentences"] != len(sentence_ids)
+    if (chunk_ids != set(snapshot.chunks) or not counts["chunks"] == len(snapshot.chunks) == snapshot.chunk_vectors.ntotal
+            or sentence_ids != set(snapshot.chunks_of_sentence)
+            or not counts["sentences"] == len(sentence_ids) == snapshot.sentence_vectors.ntotal
             or snapshot.lexical.size != len(snapshot.chunks)
             or sum(segment.size for segment in snapshot.lexical.segments) != len(snapshot.lexical.live)
             or set(snapshot.article_rows) != set(snapshot.chunk_ids_of_article)):
@@ -337,8 +338,8 @@ def _write_segment(segments: Path, entry: dict[str, Any], position: int, snapsho
         if position == 0:
             chunk_part, sentence_part = snapshot.chunk_vectors, snapshot.sentence_vectors
         else:
-            sentence_ids = np.array(sorted(s for c in chunk_ids.tolist() for s in snapshot.chunks[c].sentence_ids),
-                                    dtype=np.int64)
+            sentence_ids = np.array(sorted({s for c in chunk_ids.tolist() for s in snapshot.chunks[c].sentence_ids}),
+                                    dtype=np.int64)  # a set: overlapping chunks share a sentence
             chunk_part, sentence_part = (_flat_copy(index, ids) for index, ids in
                                          ((snapshot.chunk_vectors, chunk_ids), (snapshot.sentence_vectors, sentence_ids)))
         faiss.write_index(chunk_part, str(staging / FAISS_FILE))

@@ -525,3 +525,15 @@ def test_an_index_emptied_of_every_article_can_grow_again(tmp_path):
     (folder / "new.txt").write_text(NEW_ARTICLE)
     build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
     assert [h.chunk.article_id for h in open_index(tmp_path / "index").search("patrol vessel", k=5)] == ["new"]
+
+
+def test_a_segment_of_overlapping_chunks_reads_back_consistent(fake_index, seeds_copy):
+    long_article = " ".join(f"Sentence {n} tells of the shipyard's hull number {n} and its crew." for n in range(60))
+    (seeds_copy / "005_long.txt").write_text(long_article)
+    index = open_index(fake_index)
+    index.update([seeds_copy])
+    assert len(segment_names(fake_index)) == 2  # the new article went to a segment of its own
+    assert index.manifest["articles"]["005_long"]["chunks"] >= 3  # so chunks overlap by a sentence
+    reopened = open_index(fake_index)  # loading checks the sentence count against the manifest
+    assert reopened.manifest["counts"] == index.manifest["counts"]
+    assert hit_keys(reopened.search("hull number 42", k=3)) == hit_keys(index.search("hull number 42", k=3))
