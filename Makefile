@@ -41,6 +41,7 @@ SCIFACT ?= ../shared/eval/scifact
 bench: setup
 	$(BIN)/python bench/encoders.py $(SCIFACT) --variant onnx-int8:sentences --json bench/results/encoders-onnx-int8-sentences.json
 	$(BIN)/python bench/suite.py --scifact $(SCIFACT)
+	$(BIN)/rag eval --beir $(SCIFACT) --json > bench/results/eval-scifact.json
 	$(BIN)/python bench/lexical.py $(SCIFACT) --chunks 100000
 	bash bench/frameworks/setup.sh
 	for framework in llamaindex langchain; do \

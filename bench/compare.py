@@ -1,18 +1,17 @@
 """Ours against LlamaIndex and LangChain on SciFact: the ratio ours / theirs for each row.
 
-    .venv/bin/python bench/compare.py          # after bench/suite.py, bench/encoders.py and bench/frameworks
+    .venv/bin/python bench/compare.py     # after bench/suite.py, `rag eval --beir ... --json` and bench/frameworks
 
-Reads bench/results/encoders-<encoder>-sentences.json (our indexing time of all SciFact and
-nDCG@10), the newest bench/results/suite-*.json (search and add-one at the first size, about
-SciFact's own 10k chunks; peak memory of its indexing run) and
-bench/results/frameworks/<name>.json. A ratio below
-1 means ours is faster or smaller; for nDCG@10, higher is better and the values are shown.
+Reads the newest bench/results/suite-*.json (indexing all of SciFact with the real encoder,
+its time and peak memory; search and add-one at the first size, about SciFact's own 10k
+chunks), bench/results/eval-scifact.json (`rag eval --beir ../shared/eval/scifact --json`:
+our nDCG@10) and bench/results/frameworks/<name>.json. A ratio below 1 means ours is faster
+or smaller; for nDCG@10, higher is better and the values are shown.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 RESULTS = Path("bench/results")
@@ -27,22 +26,25 @@ def newest(pattern: str) -> dict:
 
 def main() -> None:
     suite = newest("suite-*.json")
-    encoder = os.environ.get("RAG_ENCODER", "onnx-int8")
-    whole = newest(f"encoders-{encoder}-sentences.json")["variants"][0]
-    quality = whole["runs"]["hybrid"]["ndcg@10"]
+    frameworks = {name: json.loads((RESULTS / "frameworks" / f"{name}.json").read_text())
+                  for name in ("llamaindex", "langchain")}
+    corpus = max(data["documents"] for data in frameworks.values())
+    indexing = next((run["indexing"] for run in map(json.loads, map(Path.read_text, sorted(
+        RESULTS.glob("suite-*.json"), reverse=True))) if run["indexing"]["articles"] == corpus), None)
+    if indexing is None:
+        raise SystemExit(f"no suite run indexed all {corpus} documents: run bench/suite.py without --index-docs")
+    quality = newest("eval-scifact.json")["runs"]["hybrid"]["ndcg@10"]
     first_size = next(iter(suite["sizes"].values()))
     ours = {
-        "full indexing (s)": whole["index_seconds"],
+        "full indexing (s)": indexing["seconds"],
         "add 1 article (s)": first_size["updates"]["add_1_s"],
         "search p50 (ms)": first_size["search"]["p50_ms"],
         "search p95 (ms)": first_size["search"]["p95_ms"],
-        "peak memory (MB)": suite["indexing"]["peak_rss_mb"],
+        "peak memory (MB)": indexing["peak_rss_mb"],
     }
-    print(f"machine: {suite['machine']}; our indexing: all SciFact (bench/encoders.py); our search and add-one "
-          f"at {first_size['chunks']} chunks; our peak memory: indexing {suite['indexing']['articles']} articles")
+    print(f"machine: {suite['machine']}; our indexing and peak memory: {indexing['articles']} SciFact "
+          f"articles; our search and add-one at {first_size['chunks']} chunks")
     print(f"{'row':<22}{'ours':>10}" + "".join(f"{name:>24}" for name in ("llamaindex", "langchain")))
-    frameworks = {name: json.loads((RESULTS / "frameworks" / f"{name}.json").read_text())
-                  for name in ("llamaindex", "langchain")}
     theirs = {name: {"full indexing (s)": data["index_build_s"], "add 1 article (s)": data["insert_one_s"],
                      "search p50 (ms)": data["search"]["p50_ms"], "search p95 (ms)": data["search"]["p95_ms"],
                      "peak memory (MB)": data["peak_rss_mb"]} for name, data in frameworks.items()}

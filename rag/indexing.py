@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from rag.store import (
     load_snapshot,
     new_segment,
     remove_stale_staging,
+    without_gc,
     write_snapshot,
 )
 
@@ -184,9 +186,8 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
             entries[article.id] = {**old, "source": str(article.source)}
     found = {article.id for article in loaded.articles}
     for article_id, entry in old_entries.items():
-        source = Path(entry["source"])
-        if article_id in remove or (article_id not in found and source not in loaded.failures
-                                    and _is_under(source, roots)):
+        if article_id in remove or (article_id not in found and _is_under(entry["source"], roots)
+                                    and Path(entry["source"]) not in loaded.failures):
             report.removed.append(article_id)
             del entries[article_id]
     if previous is not None and not report.changed and not moved:
@@ -196,9 +197,10 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
     chunk_vectors, sentence_vectors = _embed_articles(to_embed, split, embedder, config, progress)
     report.chunks_embedded, report.sentences_embedded = len(chunk_vectors), len(sentence_vectors)
 
-    snapshot = _next_snapshot(previous, to_embed, split, chunk_vectors, sentence_vectors,
-                              gone=set(report.removed) | set(report.updated), embedder=embedder,
-                              config=config, entries=entries)
+    with without_gc():
+        snapshot = _next_snapshot(previous, to_embed, split, chunk_vectors, sentence_vectors,
+                                  gone=set(report.removed) | set(report.updated), embedder=embedder,
+                                  config=config, entries=entries)
     try:
         snapshot = write_snapshot(path, snapshot)
     except OSError as error:
@@ -427,5 +429,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _is_under(path: Path, roots: list[Path]) -> bool:
-    return any(path == root or root in path.parents for root in roots)
+def _is_under(source: str, roots: list[Path]) -> bool:
+    """Whether a recorded source path (absolute, as indexed) is one of `roots` or inside one;
+    compared as text, since an update checks every indexed article."""
+    return any(source == str(root) or source.startswith(os.path.join(str(root), "")) for root in roots)

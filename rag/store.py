@@ -9,6 +9,7 @@ Layout::
         manifest.json       format version, encoder, chunker settings, articles, counts, and
                             the segments that make up this version, oldest first
         removed.npy         ids of chunks in those segments that are no longer in the index
+        segments.json       the names of those segments (what pruning reads)
       segments/<name>/      what one update added; never changed once written
         chunks.faiss        FAISS index of its chunk vectors by id (in the first segment of a
         sentences.faiss     version, the whole index, exact or IVF: rag.vectors) and of its
@@ -28,11 +29,14 @@ CURRENT; a crash at any point leaves the previous version live. No pickle.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -57,6 +61,7 @@ VERSIONS_DIR = "versions"
 SEGMENTS_DIR = "segments"
 MANIFEST_FILE = "manifest.json"
 REMOVED_FILE = "removed.npy"
+SEGMENT_NAMES_FILE = "segments.json"
 FAISS_FILE = "chunks.faiss"
 SENTENCE_FAISS_FILE = "sentences.faiss"
 CHUNKS_FILE = "chunks.jsonl"
@@ -64,6 +69,20 @@ ARTICLE_IDS_FILE = "articles.json"
 ARTICLE_VECTORS_FILE = "articles.npy"
 LEXICAL_DIR = "bm25"
 _KEEP_OLD_SNAPSHOTS = 2
+
+
+@contextmanager
+def without_gc() -> Iterator[None]:
+    """Build many small objects with the cyclic garbage collector paused: each collection
+    would scan every object of the index again (loading 100k chunks and mapping their
+    sentences ran about 8x slower with it). What is built here holds no reference cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -109,37 +128,41 @@ class Snapshot:
     @cached_property
     def chunk_ids_of_article(self) -> dict[str, np.ndarray]:
         """Article id -> the FAISS ids of its chunks."""
-        grouped: dict[str, list[int]] = {}
-        for chunk_id, stored in self.chunks.items():
-            grouped.setdefault(stored.chunk.article_id, []).append(chunk_id)
-        return {article_id: np.array(ids, dtype=np.int64) for article_id, ids in grouped.items()}
+        with without_gc():
+            grouped: dict[str, list[int]] = {}
+            for chunk_id, stored in self.chunks.items():
+                grouped.setdefault(stored.chunk.article_id, []).append(chunk_id)
+            return {article_id: np.array(ids, dtype=np.int64) for article_id, ids in grouped.items()}
 
     @cached_property
     def by_chunk_id(self) -> dict[str, StoredChunk]:
         """Chunk id (the content hash, as hits carry it) -> the stored chunk."""
-        return {stored.chunk.chunk_id: stored for stored in self.chunks.values()}
+        with without_gc():
+            return {stored.chunk.chunk_id: stored for stored in self.chunks.values()}
 
     @cached_property
     def article_sentences(self) -> dict[str, list[tuple[int, str]]]:
         """Article id -> its (sentence id, sentence text) in reading order, each sentence once."""
-        found: dict[str, dict[int, tuple[int, str]]] = {}
-        for stored in self.chunks.values():
-            chunk = stored.chunk
-            article = found.setdefault(chunk.article_id, {})
-            for sentence_id, (start, end) in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
-                article[sentence_id] = (start, chunk.text[start - chunk.start : end - chunk.start])
-        return {article_id: [(sentence_id, text) for sentence_id, (_, text) in
-                             sorted(sentences.items(), key=lambda item: item[1][0])]
-                for article_id, sentences in found.items()}
+        with without_gc():
+            found: dict[str, dict[int, tuple[int, str]]] = {}
+            for stored in self.chunks.values():
+                chunk = stored.chunk
+                article = found.setdefault(chunk.article_id, {})
+                for sentence_id, (start, end) in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
+                    article[sentence_id] = (start, chunk.text[start - chunk.start : end - chunk.start])
+            return {article_id: [(sentence_id, text) for sentence_id, (_, text) in
+                                 sorted(sentences.items(), key=lambda item: item[1][0])]
+                    for article_id, sentences in found.items()}
 
     @cached_property
     def chunks_of_sentence(self) -> dict[int, list[int]]:
         """Sentence id -> the chunks holding that sentence (two where chunks overlap)."""
-        owners: dict[int, list[int]] = {}
-        for chunk_id, stored in self.chunks.items():
-            for sentence_id in stored.sentence_ids:
-                owners.setdefault(sentence_id, []).append(chunk_id)
-        return owners
+        with without_gc():
+            owners: dict[int, list[int]] = {}
+            for chunk_id, stored in self.chunks.items():
+                for sentence_id in stored.sentence_ids:
+                    owners.setdefault(sentence_id, []).append(chunk_id)
+            return owners
 
 
 def current_snapshot_dir(index_dir: Path) -> Path:
@@ -196,6 +219,11 @@ def check_compatible(manifest: dict[str, Any], embedder: Embedder, config: Confi
 
 def load_snapshot(snapshot_dir: Path) -> Snapshot:
     """Read a version and its segments, and check that they agree with each other."""
+    with without_gc():
+        return _load_snapshot(snapshot_dir)
+
+
+def _load_snapshot(snapshot_dir: Path) -> Snapshot:
     manifest = read_manifest(snapshot_dir)
     segments_dir = snapshot_dir.parent.parent / SEGMENTS_DIR
     removed = _load_array(snapshot_dir / REMOVED_FILE, "removed-chunk list")
@@ -313,8 +341,10 @@ def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Snapshot:
     staging.mkdir()
     try:
         np.save(staging / REMOVED_FILE, snapshot.removed, allow_pickle=False)
+        (staging / SEGMENT_NAMES_FILE).write_text(
+            json.dumps([entry["name"] for entry in snapshot.manifest["segments"]]), encoding="utf-8")
         (staging / MANIFEST_FILE).write_text(
-            json.dumps(snapshot.manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            json.dumps(snapshot.manifest, ensure_ascii=False) + "\n", encoding="utf-8"  # no indent: the C encoder
         )
         _fsync_folder(staging)
         name = _timestamped_name()
@@ -416,8 +446,8 @@ def _prune(index_dir: Path, keep: str) -> None:
     listed = set()
     for path in versions.iterdir():
         try:
-            listed |= {entry["name"] for entry in json.loads((path / MANIFEST_FILE).read_text("utf-8"))["segments"]}
-        except (OSError, ValueError, KeyError, TypeError):
+            listed |= set(json.loads((path / SEGMENT_NAMES_FILE).read_text("utf-8")))
+        except (OSError, ValueError, TypeError):
             if not path.name.startswith("."):
                 return  # an unreadable version: keep every segment rather than guess
     for path in (index_dir / SEGMENTS_DIR).iterdir():
