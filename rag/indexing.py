@@ -29,7 +29,6 @@ from rag.embedders import Embedder, default_embedder
 from rag.errors import IndexBusyError, IndexWriteError
 from rag.lexical import LexicalIndex
 from rag.records import Article
-from rag.vectors import empty_vectors, grown, kind
 from rag.store import (
     CURRENT_FILE,
     FORMAT_VERSION,
@@ -44,6 +43,7 @@ from rag.store import (
     without_gc,
     write_snapshot,
 )
+from rag.vectors import empty_vectors, grown, kind
 
 log = logging.getLogger(__name__)
 
@@ -217,80 +217,103 @@ def _next_snapshot(previous: Snapshot | None, embedded: list[Article], split: li
                    config: Config, entries: dict[str, dict[str, Any]]) -> Snapshot:
     """The previous snapshot minus the articles in `gone`, plus the newly split ones, which
     a new segment holds; or, when compaction is due, everything in one new base segment."""
-    if previous is None:
-        chunk_index, sentence_index = empty_vectors(embedder.dim), empty_vectors(embedder.dim)
-        chunks: dict[int, StoredChunk] = {}
-        stale: list[int] = []
-        next_chunk_id = next_sentence_id = 0
-    else:
-        chunk_index = faiss.clone_index(previous.chunk_vectors)
-        sentence_index = faiss.clone_index(previous.sentence_vectors)
-        stale = sorted(chunk_id for article_id in gone for chunk_id in
-                       previous.chunk_ids_of_article.get(article_id, np.zeros(0, dtype=np.int64)).tolist())
-        if stale:
-            chunk_index.remove_ids(np.array(stale, dtype=np.int64))
-            stale_sentences = {s for chunk_id in stale for s in previous.chunks[chunk_id].sentence_ids}
-            sentence_index.remove_ids(np.array(sorted(stale_sentences), dtype=np.int64))
-        chunks = dict(previous.chunks)
-        for chunk_id in stale:
-            del chunks[chunk_id]
-        next_chunk_id = previous.manifest["next_ids"]["chunk"]
-        next_sentence_id = previous.manifest["next_ids"]["sentence"]
-
-    new_chunk_ids = np.arange(next_chunk_id, next_chunk_id + len(chunk_vectors), dtype=np.int64)
-    new_sentence_ids = np.arange(next_sentence_id, next_sentence_id + len(sentence_vectors), dtype=np.int64)
-    if len(new_chunk_ids):
-        chunk_index.add_with_ids(chunk_vectors, new_chunk_ids)
-        sentence_index.add_with_ids(sentence_vectors, new_sentence_ids)
-    chunk_cursor, sentence_cursor = next_chunk_id, next_sentence_id
-    for part in split:
-        for chunk, members in zip(part.chunks, part.chunk_sentences, strict=True):
-            chunks[chunk_cursor] = StoredChunk(
-                chunk=chunk,
-                sentence_spans=tuple(part.sentences[i] for i in members),
-                sentence_ids=tuple(sentence_cursor + i for i in members),
-            )
-            chunk_cursor += 1
-        sentence_cursor += len(part.sentences)
-    new_chunks = [chunks[c].chunk for c in range(next_chunk_id, chunk_cursor)]
+    vectors, stale = _without_articles(previous, gone, embedder.dim)
+    first_chunk = previous.manifest["next_ids"]["chunk"] if previous else 0
+    first_sentence = previous.manifest["next_ids"]["sentence"] if previous else 0
+    new_chunks = _add_articles(vectors, split, chunk_vectors, sentence_vectors, first_chunk, first_sentence)
     article_vectors, article_rows = _article_vectors(previous, split, chunk_vectors, embedder.dim)
     article_rows = {article_id: row for article_id, row in article_rows.items() if article_id in entries}
+    grown_vectors = _Vectors(grown(vectors.chunks), grown(vectors.sentences), vectors.stored)
 
-    grown_chunks, grown_sentences = grown(chunk_index), grown(sentence_index)
     if previous is None:
         segments = [new_segment(0)]
-        lexical, removed = LexicalIndex.build(new_chunks), np.zeros(0, dtype=np.int64)
+        lexical, removed = LexicalIndex.build([stored.chunk for stored in new_chunks]), np.zeros(0, dtype=np.int64)
     else:
-        segments = list(previous.manifest["segments"]) + ([new_segment(next_chunk_id)] if new_chunks else [])
-        lexical = previous.lexical.appended(np.searchsorted(previous.segment_chunk_ids, stale), new_chunks)
+        segments = list(previous.manifest["segments"]) + ([new_segment(first_chunk)] if new_chunks else [])
+        lexical = previous.lexical.appended(np.searchsorted(previous.segment_chunk_ids, stale),
+                                            [stored.chunk for stored in new_chunks])
         removed = np.union1d(previous.removed, np.array(stale, dtype=np.int64))
-        if (grown_chunks is not chunk_index or grown_sentences is not sentence_index
-                or _compaction_due(segments, removed, len(chunks), chunk_cursor)):
+        if (grown_vectors.chunks is not vectors.chunks or grown_vectors.sentences is not vectors.sentences
+                or _compaction_due(segments, removed, len(vectors.stored), first_chunk + len(new_chunks))):
             segments, lexical, removed = [new_segment(0)], lexical.compacted(), np.zeros(0, dtype=np.int64)
             live = sorted(article_rows)
             article_vectors = article_vectors[[article_rows[a] for a in live]].reshape(-1, embedder.dim)
             article_rows = {article_id: row for row, article_id in enumerate(live)}
-    chunk_index, sentence_index = grown_chunks, grown_sentences
 
     for article, part in zip(embedded, split, strict=True):  # the others keep their count
         entries[article.id]["chunks"] = len(part.chunks)
-    manifest = {
+    next_ids = {"chunk": first_chunk + len(new_chunks), "sentence": first_sentence + len(sentence_vectors)}
+    return Snapshot(manifest=_manifest(grown_vectors, embedder, config, entries, next_ids, segments),
+                    chunk_vectors=grown_vectors.chunks, sentence_vectors=grown_vectors.sentences,
+                    chunks=grown_vectors.stored, lexical=lexical, article_vectors=article_vectors,
+                    article_rows=article_rows, removed=removed)
+
+
+@dataclass
+class _Vectors:
+    """The chunk and sentence vector indexes of a snapshot being made, and its chunks by id."""
+
+    chunks: faiss.Index
+    sentences: faiss.Index
+    stored: dict[int, StoredChunk]
+
+
+def _without_articles(previous: Snapshot | None, gone: set[str], dim: int) -> tuple[_Vectors, list[int]]:
+    """Copies of the previous vectors and chunks without those of the articles in `gone`
+    (copies: searches may be running on the previous snapshot), and the ids of the chunks
+    left out."""
+    if previous is None:
+        return _Vectors(empty_vectors(dim), empty_vectors(dim), {}), []
+    vectors = _Vectors(faiss.clone_index(previous.chunk_vectors), faiss.clone_index(previous.sentence_vectors),
+                       dict(previous.chunks))
+    stale = sorted(chunk_id for article_id in gone
+                   for chunk_id in previous.chunk_ids_of_article.get(article_id, np.zeros(0, dtype=np.int64)).tolist())
+    if stale:
+        vectors.chunks.remove_ids(np.array(stale, dtype=np.int64))
+        stale_sentences = {s for chunk_id in stale for s in previous.chunks[chunk_id].sentence_ids}
+        vectors.sentences.remove_ids(np.array(sorted(stale_sentences), dtype=np.int64))
+        for chunk_id in stale:
+            del vectors.stored[chunk_id]
+    return vectors, stale
+
+
+def _add_articles(vectors: _Vectors, split: list[ChunkedArticle], chunk_vectors: np.ndarray,
+                  sentence_vectors: np.ndarray, first_chunk: int, first_sentence: int) -> list[StoredChunk]:
+    """Add the newly split articles with ids from `first_chunk` and `first_sentence` on;
+    returns their chunks in id order."""
+    if len(chunk_vectors):
+        vectors.chunks.add_with_ids(chunk_vectors, np.arange(first_chunk, first_chunk + len(chunk_vectors)))
+        vectors.sentences.add_with_ids(sentence_vectors,
+                                       np.arange(first_sentence, first_sentence + len(sentence_vectors)))
+    added = []
+    chunk_cursor, sentence_cursor = first_chunk, first_sentence
+    for part in split:
+        for chunk, members in zip(part.chunks, part.chunk_sentences, strict=True):
+            added.append(StoredChunk(chunk=chunk, sentence_spans=tuple(part.sentences[i] for i in members),
+                                     sentence_ids=tuple(sentence_cursor + i for i in members)))
+            vectors.stored[chunk_cursor] = added[-1]
+            chunk_cursor += 1
+        sentence_cursor += len(part.sentences)
+    return added
+
+
+def _manifest(vectors: _Vectors, embedder: Embedder, config: Config, entries: dict[str, dict[str, Any]],
+              next_ids: dict[str, int], segments: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
         "format_version": FORMAT_VERSION,
         "embedder": {"name": embedder.name, **embedder.describe(), "dim": embedder.dim, "max_tokens": embedder.max_tokens,
                      "normalization": "l2", "metric": "inner_product"},
         "chunker": config.chunker_settings(),
-        "vector_search": {"chunks": kind(chunk_index), "sentences": kind(sentence_index)},
+        "vector_search": {"chunks": kind(vectors.chunks), "sentences": kind(vectors.sentences)},
         "lexical": {"formula": "BM25 (Lucene)", **LexicalIndex.PARAMS, "fields": "heading x2 + chunk text"},
         "articles": dict(sorted(entries.items())),
-        "counts": {"articles": len(entries), "chunks": len(chunks), "sentences": sentence_index.ntotal},
-        "next_ids": {"chunk": chunk_cursor, "sentence": sentence_cursor},
+        "counts": {"articles": len(entries), "chunks": len(vectors.stored), "sentences": vectors.sentences.ntotal},
+        "next_ids": next_ids,
         "segments": segments,
         "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "library_versions": {name: _version(name) for name in
                              ("rag", "faiss-cpu", "numpy", "scipy", "PyStemmer", "onnxruntime", "sentence-transformers")},
     }
-    return Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index, chunks=chunks,
-                    lexical=lexical, article_vectors=article_vectors, article_rows=article_rows, removed=removed)
 
 
 def _compaction_due(segments: list[dict[str, Any]], removed: np.ndarray, live_chunks: int, next_chunk: int) -> bool:

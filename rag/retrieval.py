@@ -16,11 +16,10 @@ from typing import Literal
 
 import numpy as np
 
-from rag.vectors import search as search_vectors
-
 from rag.config import Config
 from rag.records import Chunk, Hit
 from rag.store import Snapshot
+from rag.vectors import search as search_vectors
 
 Retriever = Literal["hybrid", "dense", "bm25"]
 RETRIEVERS: tuple[Retriever, ...] = ("hybrid", "dense", "bm25")
