@@ -58,7 +58,6 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(logging.INFO if verbose else logging.WARNING)  # it logs at DEBUG
 
 
 @main.command("index")

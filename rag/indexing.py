@@ -414,7 +414,7 @@ def _encode_sentences(articles: list[Article], split: list[ChunkedArticle],
 
 def _encode_late(articles: list[Article], split: list[ChunkedArticle],
                  embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
-    """Each chunk (title + text) encoded once; a sentence's vector pools its tokens in the
+    """Each chunk (heading + text) encoded once; a sentence's vector pools its tokens in the
     first chunk holding it (late chunking)."""
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
@@ -437,7 +437,7 @@ def _encode_late(articles: list[Article], split: list[ChunkedArticle],
 
 def _encode_separately(articles: list[Article], split: list[ChunkedArticle],
                        embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
-    """Chunks (title + text) and sentences each encoded on their own."""
+    """Chunks (heading + text) and sentences each encoded on their own."""
     chunk_texts = [text_for_embedding(chunk) for part in split for chunk in part.chunks]
     sentence_texts = [article.text[start:end] for article, part in zip(articles, split, strict=True)
                       for start, end in part.sentences]

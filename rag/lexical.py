@@ -100,12 +100,14 @@ class LexicalIndex:
         return cls([segment], np.ones(segment.size, dtype=bool))
 
     def appended(self, removed: np.ndarray, new_chunks: Sequence[Chunk]) -> LexicalIndex:
-        """This index with the documents at positions `removed` dropped and `new_chunks` added as a new segment."""
-        vocab = dict(self.vocab)
-        segment = LexicalSegment.of_chunks(new_chunks, vocab)
-        live = np.concatenate([self.live, np.ones(segment.size, dtype=bool)])
+        """This index with the documents at positions `removed` dropped and `new_chunks`, if
+        any, added as a new segment (as rag.store adds one only for an update that adds chunks)."""
+        segments, live = list(self.segments), self.live.copy()
+        if new_chunks:
+            segments.append(LexicalSegment.of_chunks(new_chunks, dict(self.vocab)))
+            live = np.concatenate([live, np.ones(len(new_chunks), dtype=bool)])
         live[removed] = False
-        return LexicalIndex([*self.segments, segment], live)
+        return LexicalIndex(segments, live)
 
     def compacted(self) -> LexicalIndex:
         """The live documents in one segment (the vocabulary and its term ids unchanged)."""

@@ -21,7 +21,8 @@ Layout::
 An update writes one new segment with what it embedded, plus a new version that lists the
 segments and the removed chunk ids, so its cost follows the size of the change, not of the
 index. When the segments outside the first (base) one grow past a share of the index, or
-the vector index changes type, the update writes one new base segment instead (compaction).
+number more than 16, or the vector index changes type, the update writes one new base
+segment instead (compaction).
 Everything is written in a staging folder and renamed into place, and only then named in
 CURRENT; a crash at any point leaves the previous version live. No pickle.
 """
@@ -329,14 +330,20 @@ def new_segment(first_chunk: int) -> dict[str, Any]:
 
 
 def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Snapshot:
-    """Write the segments of the snapshot that are not on disk yet and a version naming
-    them, then make that version live with one atomic rename; return the snapshot named."""
+    """Write the snapshot's last segment if it is new (an update makes at most one) and a
+    version naming the segments, then make that version live with one atomic rename; return
+    the snapshot named. Every other segment must already be on disk."""
     versions, segments = index_dir / VERSIONS_DIR, index_dir / SEGMENTS_DIR
     versions.mkdir(parents=True, exist_ok=True)
     segments.mkdir(parents=True, exist_ok=True)
-    for position, entry in enumerate(snapshot.manifest["segments"]):
-        if not (segments / entry["name"]).is_dir():
-            _write_segment(segments, entry, position, snapshot)
+    *kept, last = snapshot.manifest["segments"]
+    missing = [entry["name"] for entry in kept if not (segments / entry["name"]).is_dir()]
+    if missing:
+        raise IndexCorruptError(f"index at {index_dir} lacks its segment(s) {', '.join(missing)}: {_REBUILD_HINT}")
+    if len(snapshot.lexical.segments) != len(snapshot.manifest["segments"]):
+        raise ValueError("the BM25 segments do not match the manifest's")  # a bug, not bad input
+    if not (segments / last["name"]).is_dir():
+        _write_segment(segments, last, snapshot)
     staging = versions / f".staging-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
@@ -358,14 +365,14 @@ def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Snapshot:
     return replace(snapshot, name=name)
 
 
-def _write_segment(segments: Path, entry: dict[str, Any], position: int, snapshot: Snapshot) -> None:
-    """Write segment `position` of the snapshot: the chunks with ids from its `first_chunk`
-    on (a segment is written by the update that made it, when those are all its chunks)."""
+def _write_segment(segments: Path, entry: dict[str, Any], snapshot: Snapshot) -> None:
+    """Write the snapshot's last segment: the chunks with ids from its `first_chunk` on (0
+    for a base segment, which holds the whole index)."""
     staging = segments / f".staging-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
         chunk_ids = snapshot.chunk_ids[snapshot.chunk_ids >= entry["first_chunk"]]
-        if position == 0:
+        if len(snapshot.manifest["segments"]) == 1:
             chunk_part, sentence_part = snapshot.chunk_vectors, snapshot.sentence_vectors
         else:
             sentence_ids = np.array(sorted({s for c in chunk_ids.tolist() for s in snapshot.chunks[c].sentence_ids}),
@@ -381,7 +388,7 @@ def _write_segment(segments: Path, entry: dict[str, Any], position: int, snapsho
                              in zip(stored.sentence_spans, stored.sentence_ids, strict=True)]
                 row = {"faiss_id": faiss_id, **stored.chunk.to_json(), "sentences": sentences}
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        snapshot.lexical.segments[position].save(staging / LEXICAL_DIR)
+        snapshot.lexical.segments[-1].save(staging / LEXICAL_DIR)
         article_ids = sorted({snapshot.chunks[c].chunk.article_id for c in chunk_ids.tolist()})
         (staging / ARTICLE_IDS_FILE).write_text(json.dumps(article_ids, ensure_ascii=False), encoding="utf-8")
         rows = [snapshot.article_rows[article_id] for article_id in article_ids]

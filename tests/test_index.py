@@ -537,3 +537,29 @@ def test_a_segment_of_overlapping_chunks_reads_back_consistent(fake_index, seeds
     reopened = open_index(fake_index)  # loading checks the sentence count against the manifest
     assert reopened.manifest["counts"] == index.manifest["counts"]
     assert hit_keys(reopened.search("hull number 42", k=3)) == hit_keys(index.search("hull number 42", k=3))
+
+
+def test_a_serving_index_that_removes_then_adds_stays_readable(tmp_path):
+    folder = many_articles(tmp_path / "many", 20)
+    build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    index = open_index(tmp_path / "index")
+    (folder / "a003.txt").unlink()
+    assert index.update([folder]).removed == ["a003"]  # removes only: no segment of its own
+    (folder / "new.txt").write_text(NEW_ARTICLE)
+    assert index.update([folder]).added == ["new"]
+    reopened = open_index(tmp_path / "index")
+    for retriever in ("hybrid", "bm25"):
+        assert hit_keys(reopened.search("patrol vessel Hai Phong", k=3, retriever=retriever)) == \
+            hit_keys(index.search("patrol vessel Hai Phong", k=3, retriever=retriever))
+    assert reopened.search("patrol vessel Hai Phong", k=1, retriever="bm25")[0].chunk.article_id == "new"
+
+
+def test_a_missing_segment_is_reported_not_rewritten(tmp_path):
+    folder = many_articles(tmp_path / "many", 20)
+    build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    [base] = segment_names(tmp_path / "index")
+    shutil.rmtree(tmp_path / "index" / "segments" / base)
+    (folder / "new.txt").write_text(NEW_ARTICLE)
+    with pytest.raises(IndexCorruptError, match="rebuild"):
+        build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    assert build_index([folder], tmp_path / "index", embedder=HashingEmbedder(), rebuild=True).added
