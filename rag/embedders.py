@@ -127,7 +127,7 @@ class TransformerEmbedder:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, tokens, _ in self._token_embeddings(texts):
             vectors[i] = tokens.mean(axis=0)  # every token, special ones too: the model's own pooling
-        return _normalise(vectors)
+        return normalise(vectors)
 
     def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Spans]) -> tuple[np.ndarray, list[np.ndarray]]:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -135,7 +135,7 @@ class TransformerEmbedder:
         for i, tokens, encoding in self._token_embeddings(texts):
             vectors[i] = tokens.mean(axis=0)
             span_vectors[i] = _pool_spans(tokens, encoding, spans[i])
-        return _normalise(vectors), [_normalise(rows) for rows in span_vectors]
+        return normalise(vectors), [normalise(rows) for rows in span_vectors]
 
     def embed_pooled(self, texts: Sequence[str], groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -147,7 +147,7 @@ class TransformerEmbedder:
             sums[i], counts[i] = tokens[regular].sum(axis=0), regular.sum()
         pooled = np.array([sums[list(group)].sum(axis=0) / max(counts[list(group)].sum(), 1.0) for group in groups],
                           dtype=np.float32).reshape(-1, self.dim)
-        return _normalise(vectors), _normalise(pooled)
+        return normalise(vectors), normalise(pooled)
 
     def _token_embeddings(self, texts: Sequence[str]):  # noqa: ANN202 - yields (i, tokens, encoding)
         """Each text's token embeddings, in batches of similar length."""
@@ -210,7 +210,8 @@ def _pool_spans(tokens: np.ndarray, encoding, spans: Spans) -> np.ndarray:  # no
     return np.where(counts > 0, pooled, tokens.mean(axis=0)).astype(np.float32)
 
 
-def _normalise(vectors: np.ndarray) -> np.ndarray:
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero), as contiguous float32."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
@@ -278,7 +279,7 @@ class HashingEmbedder:
                 digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
                 bucket = int.from_bytes(digest[:4], "little") % self.dim
                 vectors[row, bucket] += 1.0 if digest[4] & 1 else -1.0
-        return _normalise(vectors)
+        return normalise(vectors)
 
     def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Spans]) -> tuple[np.ndarray, list[np.ndarray]]:
         return self._hash(texts), [self._hash([text[start:end] for start, end in text_spans])

@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 from rag.articles import LoadReport, load_articles
 from rag.chunking import ChunkedArticle, split_article, text_for_embedding
 from rag.config import Config
-from rag.embedders import Embedder, default_embedder
+from rag.embedders import Embedder, default_embedder, normalise
 from rag.errors import IndexBusyError, IndexWriteError
 from rag.lexical import LexicalIndex
 from rag.records import Article
@@ -330,15 +330,12 @@ def _article_vectors(previous: Snapshot | None, split: list[ChunkedArticle], chu
     normalised mean of its chunk vectors (what the article is about as a whole)."""
     old = previous.article_vectors if previous else np.zeros((0, dim), dtype=np.float32)
     rows = dict(previous.article_rows) if previous else {}
-    fresh = []
-    position = 0
-    for part in split:
-        if part.chunks:
-            total = chunk_vectors[position : position + len(part.chunks)].sum(axis=0)
-            rows[part.chunks[0].article_id] = len(old) + len(fresh)
-            fresh.append(total / max(float(np.linalg.norm(total)), 1e-12))
-        position += len(part.chunks)
-    return np.concatenate([old, np.array(fresh, dtype=np.float32).reshape(-1, dim)]), rows
+    sizes = [len(part.chunks) for part in split if part.chunks]
+    starts = np.cumsum([0, *sizes[:-1]])
+    fresh = normalise(np.add.reduceat(chunk_vectors, starts, axis=0)) if sizes else np.zeros((0, dim), np.float32)
+    for number, part in enumerate(part for part in split if part.chunks):
+        rows[part.chunks[0].article_id] = len(old) + number
+    return np.concatenate([old, fresh]), rows
 
 
 def _entry(article: Article) -> dict[str, Any]:
