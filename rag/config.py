@@ -9,6 +9,7 @@ from rag.errors import ConfigError
 
 
 ENCODINGS = ("sentences", "late", "separate")
+FUSIONS = ("robust", "zscore", "rrf")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Config:
     encoding: Literal["sentences", "late", "separate"] = "sentences"
     max_file_bytes: int = 5_000_000
     max_query_chars: int = 2_000
-    fusion: Literal["zscore", "rrf"] = "zscore"
+    fusion: Literal["robust", "zscore", "rrf"] = "robust"
     lexical_weight: float = 0.35
     sentence_weight: float = 0.4
     article_weight: float = 0.2
@@ -57,8 +58,8 @@ class Config:
             raise ConfigError(f"max_file_bytes must be positive, got {self.max_file_bytes!r}")
         if self.max_query_chars < 1:
             raise ConfigError(f"max_query_chars must be positive, got {self.max_query_chars!r}")
-        if self.fusion not in ("zscore", "rrf"):
-            raise ConfigError(f"fusion must be 'zscore' or 'rrf', got {self.fusion!r}")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         for name in ("lexical_weight", "sentence_weight", "article_weight", "answer_coverage_weight", "answer_rank_weight",
                      "answer_keep_ratio", "abstain_passage_coverage"):
             if not 0.0 <= getattr(self, name) <= 1.0:

@@ -16,15 +16,18 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.onnx_export import exported_model
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ Backend = Literal["onnx-int8", "onnx", "torch"]
 BACKENDS: tuple[Backend, ...] = ("onnx-int8", "onnx", "torch")
 DEFAULT_BACKEND: Backend = "onnx-int8"  # chosen by measurement: docs/performance.md
 Spans = Sequence[tuple[int, int]]
+# Runs the model on padded batches of (input_ids, attention_mask): their last hidden states, in order.
+Runner = Callable[[Sequence[tuple[np.ndarray, np.ndarray]]], Iterator[np.ndarray]]
 
 
 @runtime_checkable
@@ -93,7 +98,8 @@ class TransformerEmbedder:
     exported to ONNX (the same vectors, cosine > 0.99999, faster); "onnx-int8" runs that
     export with dynamically quantised weights (a different vector space, hence another
     `name`). Dynamic quantisation scales activations per batch, so int8 encodes every text
-    alone: a text gets the same vector whatever it is encoded with.
+    alone: a text gets the same vector whatever it is encoded with. On ONNX Runtime the texts
+    of one call are encoded on all cores at once, one text (or batch) per core.
 
     >>> embedder = TransformerEmbedder()        # reads only small config files
     >>> embedder.embed(["Hoa Lac High-Tech Park"]).shape   # loads the model here
@@ -116,7 +122,7 @@ class TransformerEmbedder:
         self.name = self.model_name + (" (int8)" if backend == "onnx-int8" else "")
         self.dim = int(_read_json(self.model_path / "1_Pooling" / "config.json")["word_embedding_dimension"])
         self.max_tokens = int(_read_json(self.model_path / "sentence_bert_config.json")["max_seq_length"])
-        self._run = None
+        self._run: Runner | None = None
         self._tokenizers: dict[bool, object] = {}
         self._lock = threading.Lock()
 
@@ -156,15 +162,9 @@ class TransformerEmbedder:
         encodings = self._tokenizer(truncate=True).encode_batch(list(texts))
         run = self._model()
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            width = max(len(encodings[i].ids) for i in batch)
-            input_ids = np.zeros((len(batch), width), dtype=np.int64)
-            attention = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                input_ids[row, : len(encodings[i].ids)] = encodings[i].ids
-                attention[row, : len(encodings[i].ids)] = 1
-            hidden = run(input_ids, attention)
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        for batch, hidden in zip(batches, run([_padded([encodings[i] for i in batch]) for batch in batches]),
+                                 strict=True):
             for row, i in enumerate(batch):
                 yield i, hidden[row, : len(encodings[i].ids)], encodings[i]
 
@@ -186,13 +186,24 @@ class TransformerEmbedder:
                 self._tokenizers[truncate] = tokenizer
             return self._tokenizers[truncate]
 
-    def _model(self):  # noqa: ANN202 - a function (input_ids, attention_mask) -> token embeddings
+    def _model(self) -> Runner:
         with self._lock:
             if self._run is None:
                 log.info("loading embedding model from %s (%s)", self.model_path, self.backend)
                 self._run = (_torch_runner(self.model_path) if self.backend == "torch" else
-                             _onnx_runner(self.model_path, self.backend == "onnx-int8", self.cache_dir))
+                             _OnnxRunner(exported_model(self.model_path, self.backend == "onnx-int8", self.cache_dir)))
             return self._run
+
+
+def _padded(encodings: Sequence) -> tuple[np.ndarray, np.ndarray]:  # of tokenizers.Encoding, imported lazily
+    """input_ids and attention_mask of a batch, padded with zeros to its longest text."""
+    width = max(len(encoding.ids) for encoding in encodings)
+    input_ids = np.zeros((len(encodings), width), dtype=np.int64)
+    attention = np.zeros((len(encodings), width), dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        input_ids[row, : len(encoding.ids)] = encoding.ids
+        attention[row, : len(encoding.ids)] = 1
+    return input_ids, attention
 
 
 def _pool_spans(tokens: np.ndarray, encoding, spans: Spans) -> np.ndarray:  # noqa: ANN001
@@ -216,7 +227,7 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def _torch_runner(model_path: Path):  # noqa: ANN202
+def _torch_runner(model_path: Path) -> Runner:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from sentence_transformers import SentenceTransformer
@@ -225,32 +236,67 @@ def _torch_runner(model_path: Path):  # noqa: ANN202
     transformers_logging.disable_progress_bar()
     model = SentenceTransformer(str(model_path), device="cpu")[0].auto_model.eval()
 
-    def run(input_ids: np.ndarray, attention: np.ndarray) -> np.ndarray:
+    def run_one(input_ids: np.ndarray, attention: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             output = model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention),
                            token_type_ids=torch.zeros_like(torch.from_numpy(input_ids)))
         return output.last_hidden_state.numpy()
 
-    return run
+    return lambda batches: (run_one(*batch) for batch in batches)  # torch spreads each batch over the cores
 
 
-def _onnx_runner(model_path: Path, quantised: bool, cache_dir: Path | None):  # noqa: ANN202
-    import onnxruntime
+class _OnnxRunner:
+    """ONNX Runtime sessions of one model file.
 
-    from rag.onnx_export import exported_model
+    A lone batch (a query) runs on one session using every core: the lowest latency. Several
+    batches run in parallel, each on a single-threaded session, one session per core: a
+    two-thread session spends much of a small batch waiting for its other thread, and two
+    one-thread sessions encode about 1.6 times the word pieces a second (docs/performance.md).
+    A text goes through the same kernels either way, so its vector does not change
+    (tests/test_encoders.py).
+    """
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(exported_model(model_path, quantised, cache_dir)), options,
-                                           providers=["CPUExecutionProvider"])
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self._shared = self._session(self.cores)
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
-    def run(input_ids: np.ndarray, attention: np.ndarray) -> np.ndarray:
+    def __call__(self, batches: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        if len(batches) == 1 or self.cores == 1:
+            return (self._run(self._shared, *batch) for batch in batches)
+        return self._workers().map(self._run_on_an_idle_session, batches)
+
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._lock:  # the per-core sessions load on the first call that has work for them
+            if self._pool is None:
+                for _ in range(self.cores):
+                    self._idle.put(self._session(1))
+                self._pool = ThreadPoolExecutor(self.cores, thread_name_prefix="rag-encoder")
+            return self._pool
+
+    def _run_on_an_idle_session(self, batch: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        session = self._idle.get()
+        try:
+            return self._run(session, *batch)
+        finally:
+            self._idle.put(session)
+
+    @staticmethod
+    def _run(session, input_ids: np.ndarray, attention: np.ndarray) -> np.ndarray:  # noqa: ANN001
         return session.run(None, {"input_ids": input_ids, "attention_mask": attention,
                                   "token_type_ids": np.zeros_like(input_ids)})[0]
 
-    return run
+    def _session(self, threads: int):  # noqa: ANN202 - onnxruntime is imported lazily
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
 
 class HashingEmbedder:

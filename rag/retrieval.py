@@ -2,8 +2,9 @@
 
 Each retriever proposes candidates (filters applied inside it, before any cut); every
 candidate then gets exact features: its chunk cosine, the best cosine among its sentences,
-its article's cosine, and its BM25 score. Dense = mix of the three cosines; hybrid = z-scored convex combination of
-dense and BM25 (or reciprocal-rank fusion). Passages of different articles whose best
+its article's cosine, and its BM25 score. Dense = mix of the three cosines; hybrid = convex
+combination of dense and BM25, each normalised per query (robust z-scores by default, plain
+z-scores, or reciprocal-rank fusion instead). Passages of different articles whose best
 sentences for the query say the same thing (two outlets reporting one meeting) are collapsed
 into one hit that lists the other outlet as corroborating.
 """
@@ -154,18 +155,35 @@ def _best_sentences(snapshot: Snapshot, candidates: np.ndarray,
 
 
 def _fuse(dense: np.ndarray, lexical: np.ndarray, in_pool: np.ndarray, config: Config) -> np.ndarray:
-    """Fused scores. z-scores take their mean and spread from the first `config.candidates`
-    of each retriever (`in_pool`) whatever k is, so a deeper search ranks its top alike."""
+    """Fused scores. Normalisation takes its centre and spread from the first
+    `config.candidates` of each retriever (`in_pool`) whatever k is, so a deeper search ranks
+    its top alike."""
     if config.fusion == "rrf":
         return _reciprocal_ranks(dense) + _reciprocal_ranks(lexical) * (lexical > 0)
-    return ((1 - config.lexical_weight) * _zscore(dense, in_pool)
-            + config.lexical_weight * _zscore(lexical, in_pool))
+    normalise = _robust_zscore if config.fusion == "robust" else _zscore
+    return ((1 - config.lexical_weight) * normalise(dense, in_pool)
+            + config.lexical_weight * normalise(lexical, in_pool))
 
 
 def _zscore(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     reference = reference if reference.any() else np.ones_like(reference)
     spread = values[reference].std()
     return (values - values[reference].mean()) / spread if spread > 1e-9 else np.zeros_like(values)
+
+
+def _robust_zscore(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Iglewicz and Hoaglin's modified z-score: distance from the median in units of the
+    median absolute deviation (scaled to a normal's standard deviation), so the one passage
+    that stands far out, such as the only one holding a rare query word, is not shrunk by its
+    own contribution to the spread. When most values are equal (the MAD is 0), the mean
+    absolute deviation stands in, as in the usual definition."""
+    reference_values = values[reference] if reference.any() else values
+    centre = np.median(reference_values)
+    deviations = np.abs(reference_values - centre)
+    spread = 1.4826 * np.median(deviations)
+    if spread <= 1e-9:
+        spread = 1.2533 * deviations.mean()
+    return (values - centre) / spread if spread > 1e-9 else np.zeros_like(values)
 
 
 def _reciprocal_ranks(values: np.ndarray) -> np.ndarray:

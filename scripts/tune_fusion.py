@@ -1,7 +1,7 @@
 """Choose the fusion defaults on SciFact train and seeds_dev.jsonl, never on anything else.
 
-For each fusion method and weight (BM25's share; the sentence's and the article's share of
-the dense score), prints SciFact train nDCG@10 / Recall@100 / MRR@10 of the hybrid run and
+For each fusion method (plain or robust z-scores, or reciprocal ranks) and weight (BM25's
+share; the sentence's and the article's share of the dense score), prints SciFact train nDCG@10 / Recall@100 / MRR@10 of the hybrid run and
 seeds_dev recall@1/3 and MRR. The default is the setting with the best SciFact nDCG@10 among
 those that keep seeds_dev recall@3 at 1.0. Settings are scored in parallel, one process per
 core (a search runs on one core).
@@ -23,8 +23,10 @@ from rag.beir import cached_index, load_qrels, load_queries, run_queries, score_
 from rag.embedders import default_embedder
 from rag.evaluation import evaluate_qa, load_questions
 
-SETTINGS = [Config(lexical_weight=lw, sentence_weight=sw, article_weight=aw)
+SETTINGS = [Config(fusion="zscore", lexical_weight=lw, sentence_weight=sw, article_weight=aw)
             for aw in (0.0, 0.2, 0.3) for lw in (0.35, 0.4, 0.5) for sw in (0.3, 0.4, 0.5)]
+SETTINGS += [Config(fusion="robust", lexical_weight=lw, sentence_weight=sw, article_weight=aw)
+             for aw in (0.2, 0.3) for lw in (0.4, 0.45, 0.5) for sw in (0.3, 0.4, 0.5)]
 SETTINGS += [Config(fusion="rrf", sentence_weight=0.4, article_weight=0.2)]
 
 _worker: dict[str, Any] = {}

@@ -66,7 +66,7 @@ def test_bm25_scores_nothing_for_unknown_words(fake_index):
 
 
 def test_hybrid_is_a_fusion_of_both_retrievers(fake_index):
-    for fusion in ("zscore", "rrf"):
+    for fusion in ("robust", "zscore", "rrf"):
         index = open_index(fake_index, fusion=fusion)
         hits = index.search("Viettel leaders meet", k=5)
         assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
