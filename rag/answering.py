@@ -51,7 +51,8 @@ class ScoredSentence:
 @dataclass(frozen=True)
 class Evidence:
     """How well the retrieved passages answer: the ranked candidate sentences, and the
-    idf-weighted share of the question's topic terms found anywhere in the passages."""
+    largest idf-weighted share of the question's topic terms that one passage (with the
+    outlets retelling it) holds."""
 
     sentences: list[ScoredSentence]
     passage_coverage: float
@@ -67,10 +68,16 @@ def gather_evidence(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarra
     question_terms = topic_terms(question)
     idf = snapshot.lexical.idf(question_terms)
     total_idf = float(idf.sum()) or 1.0
-    in_passages = {t for hit in hits for chunk in (hit.chunk, *hit.corroborating)
-                   for t in terms(f"{chunk.title} {chunk.text}")}
-    passage_coverage = float(sum(w for t, w in zip(question_terms, idf, strict=True) if t in in_passages)) / total_idf
+    passage_coverage = max((_coverage(hit, question_terms, idf) for hit in hits), default=0.0) / total_idf
     return Evidence(score_sentences(snapshot, hits, query_vector, question_terms, idf, config), passage_coverage)
+
+
+def _coverage(hit: Hit, question_terms: list[str], idf: np.ndarray) -> float:
+    """The idf of the question's terms that the passage or its corroborating retellings hold.
+    One passage, not all of them pooled: five passages on the topic pool most of an on-topic
+    question's words even when none of them answers it."""
+    held = {t for chunk in (hit.chunk, *hit.corroborating) for t in terms(f"{chunk.title} {chunk.text}")}
+    return float(sum(w for t, w in zip(question_terms, idf, strict=True) if t in held))
 
 
 def score_sentences(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarray, question_terms: list[str],
@@ -119,8 +126,8 @@ def _term_credits(sentences: list[tuple[int, str]], weights: dict[str, float]) -
 
 
 def is_weak(evidence: Evidence, config: Config) -> bool:
-    """The abstention rule, calibrated by scripts/calibrate_abstention.py: the retrieved
-    passages miss too much of the question's topic (a budget, a person, an event they never
+    """The abstention rule, calibrated by scripts/calibrate_abstention.py: no retrieved
+    passage holds enough of the question's topic (a budget, a person, an event they never
     mention). Sentence cosine did not separate the calibration sets: on-topic questions about
     absent facts score as high as answerable ones."""
     return not evidence.sentences or evidence.passage_coverage < config.abstain_passage_coverage

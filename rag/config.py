@@ -35,7 +35,7 @@ class Config:
     max_file_bytes: int = 5_000_000
     max_query_chars: int = 2_000
     fusion: Literal["robust", "zscore", "rrf"] = "robust"
-    lexical_weight: float = 0.35
+    lexical_weight: float = 0.45
     sentence_weight: float = 0.4
     article_weight: float = 0.2
     candidates: int = 100

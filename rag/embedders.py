@@ -156,12 +156,13 @@ class TransformerEmbedder:
         return normalise(vectors), normalise(pooled)
 
     def _token_embeddings(self, texts: Sequence[str]):  # noqa: ANN202 - yields (i, tokens, encoding)
-        """Each text's token embeddings, in batches of similar length."""
+        """Each text's token embeddings, in batches of similar length, longest first: the
+        cores then finish a call on short texts together, not one core on a long one."""
         if not texts:
             return
         encodings = self._tokenizer(truncate=True).encode_batch(list(texts))
         run = self._model()
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
         batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         for batch, hidden in zip(batches, run([_padded([encodings[i] for i in batch]) for batch in batches]),
                                  strict=True):
@@ -259,18 +260,25 @@ class _OnnxRunner:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self._shared = self._session(self.cores)
+        self._shared = None
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def __call__(self, batches: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
         if len(batches) == 1 or self.cores == 1:
-            return (self._run(self._shared, *batch) for batch in batches)
+            shared = self._shared_session()
+            return (self._run(shared, *batch) for batch in batches)
         return self._workers().map(self._run_on_an_idle_session, batches)
 
+    def _shared_session(self):  # noqa: ANN202
+        with self._lock:  # each kind of session loads on the first call that needs it
+            if self._shared is None:
+                self._shared = self._session(self.cores)
+            return self._shared
+
     def _workers(self) -> ThreadPoolExecutor:
-        with self._lock:  # the per-core sessions load on the first call that has work for them
+        with self._lock:
             if self._pool is None:
                 for _ in range(self.cores):
                     self._idle.put(self._session(1))

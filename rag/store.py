@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import itertools
 import json
 import logging
 import os
@@ -306,15 +307,19 @@ def _load_array(path: Path, what: str) -> np.ndarray:
 
 
 def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
-    chunk_ids = set(vector_ids(snapshot.chunk_vectors).tolist())
-    sentence_ids = set(vector_ids(snapshot.sentence_vectors).tolist())
+    """Vectors, chunk records, BM25 and article vectors hold the same chunks, sentences and
+    articles as the manifest counts (compared as sorted arrays: sets of a million ids are slow)."""
+    stored = snapshot.chunks.values()
+    sentence_ids = np.unique(np.fromiter(itertools.chain.from_iterable(chunk.sentence_ids for chunk in stored),
+                                         dtype=np.int64))
     counts = snapshot.manifest["counts"]
-    if (chunk_ids != set(snapshot.chunks) or not counts["chunks"] == len(snapshot.chunks) == snapshot.chunk_vectors.ntotal
-            or sentence_ids != set(snapshot.chunks_of_sentence)
+    if (not np.array_equal(np.sort(vector_ids(snapshot.chunk_vectors)), snapshot.chunk_ids)
+            or not counts["chunks"] == len(snapshot.chunks) == snapshot.chunk_vectors.ntotal
+            or not np.array_equal(np.sort(vector_ids(snapshot.sentence_vectors)), sentence_ids)
             or not counts["sentences"] == len(sentence_ids) == snapshot.sentence_vectors.ntotal
             or snapshot.lexical.size != len(snapshot.chunks)
             or sum(segment.size for segment in snapshot.lexical.segments) != len(snapshot.lexical.live)
-            or set(snapshot.article_rows) != set(snapshot.chunk_ids_of_article)):
+            or set(snapshot.article_rows) != {chunk.chunk.article_id for chunk in stored}):
         raise IndexCorruptError(
             f"index at {snapshot_dir} is inconsistent: {snapshot.chunk_vectors.ntotal} chunk vectors, "
             f"{len(snapshot.chunks)} stored chunks, {snapshot.sentence_vectors.ntotal} sentence vectors, "

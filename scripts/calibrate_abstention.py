@@ -1,7 +1,7 @@
 """Calibrate the abstention threshold on labelled question sets.
 
-The rule (rag.answering.is_weak): abstain when the retrieved passages hold less than
-`abstain_passage_coverage` of the question's idf-weighted topic terms. This prints each
+The rule (rag.answering.is_weak): abstain when no retrieved passage (with the outlets
+retelling it) holds `abstain_passage_coverage` of the question's idf-weighted topic terms. This prints each
 question's evidence (with the best sentence's cosine and coverage, which were tried as
 further clauses and did not separate the sets), then the gap between the lowest-scoring
 answerable and the highest-scoring unanswerable question; the threshold is its midpoint.

@@ -22,6 +22,13 @@ def test_ships_question_ranks_the_passage_of_004_first(real_index, real_embedder
     assert "nearly 140 ships" in hits[0].chunk.text
 
 
+def test_a_name_and_a_topic_find_the_article_holding_both(real_index, real_embedder):
+    """001 names the Prime Minister in its lede; only 003 names him and the chip industry."""
+    hits = Index.open(real_index, embedder=real_embedder).search("Pham Minh Chinh semiconductor chip industry", k=3)
+    assert hits[0].chunk.article_id == "003_62729c1e8f798b4f"
+    assert "semiconductor chip industry" in hits[0].chunk.text
+
+
 def test_dense_recall_at_5_on_the_dev_questions(real_index, real_embedder):
     results = evaluate_qa(Index.open(real_index, embedder=real_embedder), load_questions(DATA / "seeds_dev.jsonl"),
                           retriever="dense")

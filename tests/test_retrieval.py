@@ -3,9 +3,11 @@
 import datetime as dt
 import json
 
+import numpy as np
 import pytest
 
 from rag import Config, HashingEmbedder, Index, QueryError
+from rag.retrieval import _robust_zscore, _zscore
 from rag.store import current_snapshot_dir
 
 UNDATED = {"003_62729c1e8f798b4f", "004_0ad313e58527b596"}
@@ -74,6 +76,16 @@ def test_hybrid_is_a_fusion_of_both_retrievers(fake_index):
     only_lexical = open_index(fake_index, lexical_weight=1.0).search("08-NQ/TW", k=3)
     bm25 = open_index(fake_index).search("08-NQ/TW", k=3, retriever="bm25")
     assert [h.chunk.chunk_id for h in only_lexical] == [h.chunk.chunk_id for h in bm25]
+
+
+def test_robust_zscores_keep_a_lone_outlier_far_out_even_when_most_scores_tie():
+    everything = np.ones(6, dtype=bool)
+    spread_out = _robust_zscore(np.array([1.0, 1.1, 0.9, 1.0, 1.05, 5.0]), everything)
+    plain = _zscore(np.array([1.0, 1.1, 0.9, 1.0, 1.05, 5.0]), everything)
+    assert spread_out[-1] > 20 and plain[-1] < 2.3  # the outlier widens the plain spread itself
+    ties = _robust_zscore(np.array([0.0, 0.0, 0.0, 0.0, 0.0, 2.0]), everything)  # MAD 0: mean deviation
+    assert ties[-1] > 0 and ties[0] == 0
+    assert not _robust_zscore(np.zeros(6), everything).any()
 
 
 def test_manifest_lists_the_lexical_index(fake_index):
