@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from rag import Config, Index
-from rag.config import FUSIONS
 from rag.beir import cached_index, load_qrels, load_queries, run_queries, score_run
+from rag.config import FUSIONS
 from rag.embedders import default_embedder
 from rag.evaluation import evaluate_qa, load_questions
 
