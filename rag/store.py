@@ -313,18 +313,24 @@ def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
     sentence_ids = np.unique(np.fromiter(itertools.chain.from_iterable(chunk.sentence_ids for chunk in stored),
                                          dtype=np.int64))
     counts = snapshot.manifest["counts"]
-    if (not np.array_equal(np.sort(vector_ids(snapshot.chunk_vectors)), snapshot.chunk_ids)
-            or not counts["chunks"] == len(snapshot.chunks) == snapshot.chunk_vectors.ntotal
-            or not np.array_equal(np.sort(vector_ids(snapshot.sentence_vectors)), sentence_ids)
-            or not counts["sentences"] == len(sentence_ids) == snapshot.sentence_vectors.ntotal
-            or snapshot.lexical.size != len(snapshot.chunks)
-            or sum(segment.size for segment in snapshot.lexical.segments) != len(snapshot.lexical.live)
-            or set(snapshot.article_rows) != {chunk.chunk.article_id for chunk in stored}):
+    agreements = {
+        "chunk vectors = stored chunks": np.array_equal(np.sort(vector_ids(snapshot.chunk_vectors)), snapshot.chunk_ids),
+        "chunk count = manifest": counts["chunks"] == len(snapshot.chunks) == snapshot.chunk_vectors.ntotal,
+        "sentence vectors = stored sentences": np.array_equal(np.sort(vector_ids(snapshot.sentence_vectors)),
+                                                              sentence_ids),
+        "sentence count = manifest": counts["sentences"] == len(sentence_ids) == snapshot.sentence_vectors.ntotal,
+        "BM25 documents = stored chunks": snapshot.lexical.size == len(snapshot.chunks)
+        and sum(segment.size for segment in snapshot.lexical.segments) == len(snapshot.lexical.live),
+        "article vectors = stored articles": set(snapshot.article_rows) == {chunk.chunk.article_id for chunk in stored},
+    }
+    failed = [name for name, holds in agreements.items() if not holds]
+    if failed:
         raise IndexCorruptError(
             f"index at {snapshot_dir} is inconsistent: {snapshot.chunk_vectors.ntotal} chunk vectors, "
             f"{len(snapshot.chunks)} stored chunks, {snapshot.sentence_vectors.ntotal} sentence vectors, "
             f"{snapshot.lexical.size} BM25 documents, {len(snapshot.article_rows)} article vectors; the manifest "
-            f"says {counts['chunks']} chunks and {counts['sentences']} sentences: {_REBUILD_HINT}"
+            f"says {counts['chunks']} chunks and {counts['sentences']} sentences (failed: {'; '.join(failed)}): "
+            f"{_REBUILD_HINT}"
         )
 
 
