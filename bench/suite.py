@@ -38,7 +38,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from rag import Config, Index
@@ -49,8 +48,7 @@ from rag.indexing import index_articles
 from rag.records import Article
 from rag.retrieval import SearchFilter, rank_chunks
 from rag.textnorm import terms
-from rag.vectors import search as search_vectors
-from rag.vectors import vector_ids
+from rag.vectors import VectorIndex
 
 from encoders import TokenTally  # bench/ is on the path when this runs as a script
 
@@ -167,8 +165,9 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
     for query, vector in zip(queries, query_vectors, strict=True):
         rank_chunks(snapshot, vector, terms(query), 10, SearchFilter(), index.config)
     batched = len(queries) / (time.perf_counter() - started)
-    recall = {name: ivf_recall_at_10(getattr(snapshot, f"{name}_vectors"), query_vectors[:100])
-              for name in ("chunk", "sentence")}
+    depth = index.config.candidates  # as retrieval searches: chunks at this depth, sentences at twice it
+    recall = {name: graph_recall_at_10(getattr(snapshot, f"{name}_vectors"), query_vectors[:100], depth * factor)
+              for name, factor in (("chunk", 1), ("sentence", 2))}
     disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return index, {
         "chunks": chunks, "sentences": index.manifest["counts"]["sentences"], "build_s": round(build, 1),
@@ -178,13 +177,14 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
     }
 
 
-def ivf_recall_at_10(index: faiss.Index, queries: np.ndarray) -> float | None:
-    """Share of the exact top 10 that the index's own search finds (None: it is exact)."""
-    if not isinstance(index, faiss.IndexIVFFlat):
+def graph_recall_at_10(index: VectorIndex, queries: np.ndarray, depth: int) -> float | None:
+    """Share of the exact top 10 in the top 10 of the index's own search at the depth
+    retrieval asks for, which sets the graph's efSearch (None: the index is exact)."""
+    if not index.is_graph:
         return None
-    ids = vector_ids(index)
-    exact = ids[np.argsort(-(index.reconstruct_batch(ids) @ queries.T), axis=0)[:10].T]
-    found = [set(search_vectors(index, query, 10, None).tolist()) for query in queries]
+    ids = index.ids()
+    exact = ids[np.argsort(-(index.vectors_of(ids) @ queries.T), axis=0)[:10].T]
+    found = [set(index.search(query, depth, None)[:10].tolist()) for query in queries]
     return round(float(np.mean([len(f & set(e.tolist())) / 10 for f, e in zip(found, exact, strict=True)])), 4)
 
 
@@ -234,7 +234,7 @@ def replay_vectors(scifact: Path, cache: Path) -> dict[str, np.ndarray]:
     """Sentence text -> vector, from the SciFact index of the default settings."""
     index = cached_index(scifact, cache, default_embedder(), Config())
     snapshot = index._snapshot
-    return {text: snapshot.sentence_vectors.reconstruct(sentence_id)
+    return {text: snapshot.sentence_vectors.vectors_of([sentence_id])[0]
             for sentences in snapshot.article_sentences.values() for sentence_id, text in sentences}
 
 

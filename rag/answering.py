@@ -102,7 +102,7 @@ def score_sentences(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarra
                 continue
             if chunk.article_id not in credits:
                 credits[chunk.article_id] = _term_credits(snapshot.article_sentences[chunk.article_id], weights)
-            cosines = snapshot.sentence_vectors.reconstruct_batch(np.array([s for s, _ in fresh])) @ query_vector
+            cosines = snapshot.sentence_vectors.vectors_of(np.array([s for s, _ in fresh])) @ query_vector
             for (sentence_id, (start, end)), cosine in zip(fresh, cosines.tolist(), strict=True):
                 credit = credits[chunk.article_id][sentence_id]
                 coverage = sum(w * credit.get(t, 0.0) for t, w in weights.items()) / total_idf
@@ -140,7 +140,7 @@ def compose_extractive(question: str, hits: list[Hit], snapshot: Snapshot, query
     if is_weak(evidence, config):
         return abstention(question, hits, mode="extractive")
     ranked = evidence.sentences
-    vectors = snapshot.sentence_vectors.reconstruct_batch(np.array([s.sentence_id for s in ranked]))
+    vectors = snapshot.sentence_vectors.vectors_of(np.array([s.sentence_id for s in ranked]))
     chosen: list[int] = [0]
     for position in range(1, len(ranked)):
         if len(chosen) == _MAX_SENTENCES or ranked[position].score < config.answer_keep_ratio * ranked[0].score:

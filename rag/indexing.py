@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 from filelock import FileLock, Timeout
 
@@ -43,7 +42,7 @@ from rag.store import (
     without_gc,
     write_snapshot,
 )
-from rag.vectors import empty_vectors, grown, kind
+from rag.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +226,7 @@ def _next_snapshot(previous: Snapshot | None, embedded: list[Article], split: li
     new_chunks = _add_articles(vectors, split, chunk_vectors, sentence_vectors, first_chunk, first_sentence)
     article_vectors, article_rows = _article_vectors(previous, split, chunk_vectors, embedder.dim)
     article_rows = {article_id: row for article_id, row in article_rows.items() if article_id in entries}
-    grown_vectors = _Vectors(grown(vectors.chunks), grown(vectors.sentences), vectors.stored)
+    rebase = vectors.chunks.needs_rebase or vectors.sentences.needs_rebase
 
     if previous is None:
         segments = [new_segment(0)]
@@ -237,8 +236,7 @@ def _next_snapshot(previous: Snapshot | None, embedded: list[Article], split: li
         lexical = previous.lexical.appended(np.searchsorted(previous.segment_chunk_ids, stale),
                                             [stored.chunk for stored in new_chunks])
         removed = np.union1d(previous.removed, np.array(stale, dtype=np.int64))
-        if (grown_vectors.chunks is not vectors.chunks or grown_vectors.sentences is not vectors.sentences
-                or _compaction_due(segments, removed, len(vectors.stored), first_chunk + len(new_chunks))):
+        if rebase or _compaction_due(segments, removed, len(vectors.stored), first_chunk + len(new_chunks)):
             segments, lexical, removed = [new_segment(0)], lexical.compacted(), np.zeros(0, dtype=np.int64)
             live = sorted(article_rows)
             article_vectors = article_vectors[[article_rows[a] for a in live]].reshape(-1, embedder.dim)
@@ -247,9 +245,11 @@ def _next_snapshot(previous: Snapshot | None, embedded: list[Article], split: li
     for article, part in zip(embedded, split, strict=True):  # the others keep their count
         entries[article.id]["chunks"] = len(part.chunks)
     next_ids = {"chunk": first_chunk + len(new_chunks), "sentence": first_sentence + len(sentence_vectors)}
-    return Snapshot(manifest=_manifest(grown_vectors, embedder, config, entries, next_ids, segments),
-                    chunk_vectors=grown_vectors.chunks, sentence_vectors=grown_vectors.sentences,
-                    chunks=grown_vectors.stored, lexical=lexical, article_vectors=article_vectors,
+    if rebase or previous is None:  # a base segment is a graph if it holds more than EXACT_UP_TO vectors
+        vectors = _Vectors(vectors.chunks.rebased(), vectors.sentences.rebased(), vectors.stored)
+    return Snapshot(manifest=_manifest(vectors, embedder, config, entries, next_ids, segments),
+                    chunk_vectors=vectors.chunks, sentence_vectors=vectors.sentences,
+                    chunks=vectors.stored, lexical=lexical, article_vectors=article_vectors,
                     article_rows=article_rows, removed=removed)
 
 
@@ -257,8 +257,8 @@ def _next_snapshot(previous: Snapshot | None, embedded: list[Article], split: li
 class _Vectors:
     """The chunk and sentence vector indexes of a snapshot being made, and its chunks by id."""
 
-    chunks: faiss.Index
-    sentences: faiss.Index
+    chunks: VectorIndex
+    sentences: VectorIndex
     stored: dict[int, StoredChunk]
 
 
@@ -269,15 +269,15 @@ def _without_articles(previous: Snapshot | None, gone: set[str], dim: int,
     the vector indexes are copies; otherwise the previous snapshot's own, changed in place
     (copying 100k chunks' vectors takes about a second)."""
     if previous is None:
-        return _Vectors(empty_vectors(dim), empty_vectors(dim), {}), []
-    own = faiss.clone_index if copy else (lambda index: index)
+        return _Vectors(VectorIndex.empty(dim), VectorIndex.empty(dim), {}), []
+    own = VectorIndex.copy if copy else (lambda index: index)
     vectors = _Vectors(own(previous.chunk_vectors), own(previous.sentence_vectors), dict(previous.chunks))
     stale = sorted(chunk_id for article_id in gone
                    for chunk_id in previous.chunk_ids_of_article.get(article_id, np.zeros(0, dtype=np.int64)).tolist())
     if stale:
-        vectors.chunks.remove_ids(np.array(stale, dtype=np.int64))
+        vectors.chunks.remove(np.array(stale, dtype=np.int64))
         stale_sentences = {s for chunk_id in stale for s in previous.chunks[chunk_id].sentence_ids}
-        vectors.sentences.remove_ids(np.array(sorted(stale_sentences), dtype=np.int64))
+        vectors.sentences.remove(np.array(sorted(stale_sentences), dtype=np.int64))
         for chunk_id in stale:
             del vectors.stored[chunk_id]
     return vectors, stale
@@ -288,9 +288,8 @@ def _add_articles(vectors: _Vectors, split: list[ChunkedArticle], chunk_vectors:
     """Add the newly split articles with ids from `first_chunk` and `first_sentence` on;
     returns their chunks in id order."""
     if len(chunk_vectors):
-        vectors.chunks.add_with_ids(chunk_vectors, np.arange(first_chunk, first_chunk + len(chunk_vectors)))
-        vectors.sentences.add_with_ids(sentence_vectors,
-                                       np.arange(first_sentence, first_sentence + len(sentence_vectors)))
+        vectors.chunks.add(chunk_vectors, np.arange(first_chunk, first_chunk + len(chunk_vectors)))
+        vectors.sentences.add(sentence_vectors, np.arange(first_sentence, first_sentence + len(sentence_vectors)))
     added = []
     chunk_cursor, sentence_cursor = first_chunk, first_sentence
     for part in split:
@@ -310,7 +309,7 @@ def _manifest(vectors: _Vectors, embedder: Embedder, config: Config, entries: di
         "embedder": {"name": embedder.name, **embedder.describe(), "dim": embedder.dim, "max_tokens": embedder.max_tokens,
                      "normalization": "l2", "metric": "inner_product"},
         "chunker": config.chunker_settings(),
-        "vector_search": {"chunks": kind(vectors.chunks), "sentences": kind(vectors.sentences)},
+        "vector_search": {"chunks": vectors.chunks.kind(), "sentences": vectors.sentences.kind()},
         "lexical": {"formula": "BM25 (Lucene)", **LexicalIndex.PARAMS, "fields": "heading x2 + chunk text"},
         "articles": dict(sorted(entries.items())),
         "counts": {"articles": len(entries), "chunks": len(vectors.stored), "sentences": vectors.sentences.ntotal},

@@ -20,7 +20,6 @@ import numpy as np
 from rag.config import Config
 from rag.records import Chunk, Hit
 from rag.store import Snapshot
-from rag.vectors import search as search_vectors
 
 Retriever = Literal["hybrid", "dense", "bm25"]
 RETRIEVERS: tuple[Retriever, ...] = ("hybrid", "dense", "bm25")
@@ -77,7 +76,7 @@ def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray | None, query_terms
         order = np.argsort(-lexical, kind="stable")[:k]
         return [Hit(chunk=snapshot.chunks[int(c)].chunk, score=float(s), rank=rank)
                 for rank, (c, s) in enumerate(zip(candidates[order], lexical[order], strict=True), start=1)]
-    chunk_scores = snapshot.chunk_vectors.reconstruct_batch(candidates) @ query_vector
+    chunk_scores = snapshot.chunk_vectors.vectors_of(candidates) @ query_vector
     sentence_scores, best_sentences = _best_sentences(snapshot, candidates, query_vector)
     article_rows = [snapshot.article_rows[snapshot.chunks[c].chunk.article_id] for c in candidates.tolist()]
     article_scores = snapshot.article_vectors[article_rows] @ query_vector
@@ -123,8 +122,8 @@ def _dense_candidates(snapshot: Snapshot, query_vector: np.ndarray, depth: int,
                       allowed: np.ndarray | None) -> list[np.ndarray]:
     sentence_allowed = None if allowed is None else np.array(
         [s for c in allowed.tolist() for s in snapshot.chunks[c].sentence_ids], dtype=np.int64)
-    chunk_ids = search_vectors(snapshot.chunk_vectors, query_vector, depth, allowed)
-    sentence_ids = search_vectors(snapshot.sentence_vectors, query_vector, 2 * depth, sentence_allowed)
+    chunk_ids = snapshot.chunk_vectors.search(query_vector, depth, allowed)
+    sentence_ids = snapshot.sentence_vectors.search(query_vector, 2 * depth, sentence_allowed)
     owners = snapshot.chunks_of_sentence
     via_sentences = [c for s in sentence_ids.tolist() for c in owners[s]]
     allowed_set = None if allowed is None else set(allowed.tolist())
@@ -145,7 +144,7 @@ def _best_sentences(snapshot: Snapshot, candidates: np.ndarray,
     """For each candidate chunk: the best cosine among its sentences, and that sentence's id."""
     sentence_lists = [snapshot.chunks[c].sentence_ids for c in candidates.tolist()]
     flat = np.array([s for ids in sentence_lists for s in ids], dtype=np.int64)
-    scores = snapshot.sentence_vectors.reconstruct_batch(flat) @ query_vector
+    scores = snapshot.sentence_vectors.vectors_of(flat) @ query_vector
     starts = np.cumsum([0] + [len(ids) for ids in sentence_lists])[:-1]
     best = np.maximum.reduceat(scores, starts)
     lengths = np.diff(np.append(starts, len(flat)))
@@ -196,7 +195,7 @@ def _collapse_duplicates(snapshot: Snapshot, ranked: np.ndarray, scores: np.ndar
                          k: int, config: Config) -> list[Hit]:
     """Walk the ranking; a passage whose best sentence nearly repeats that of a kept passage
     from another article joins it as a corroborating source instead of taking a slot."""
-    vectors = snapshot.sentence_vectors.reconstruct_batch(best_sentences)
+    vectors = snapshot.sentence_vectors.vectors_of(best_sentences)
     _, articles = np.unique([snapshot.chunks[c].chunk.article_id for c in ranked.tolist()], return_inverse=True)
     kept: list[int] = []  # positions in the ranking
     corroborating: dict[int, list[Chunk]] = {}

@@ -12,8 +12,8 @@ Layout::
         segments.json       the names of those segments (what pruning reads)
       segments/<name>/      what one update added; never changed once written
         chunks.faiss        FAISS index of its chunk vectors by id (in the first segment of a
-        sentences.faiss     version, the whole index, exact or IVF: rag.vectors) and of its
-                            sentence vectors
+        sentences.faiss     version, the whole index, exact or a graph with its tail and
+                            removals beside it: rag.vectors) and of its sentence vectors
         chunks.jsonl        one chunk a line, with its FAISS id and its sentences' spans and ids
         articles.json/.npy  the articles it embedded and their vectors
         bm25/               BM25 postings of its chunks (rag.lexical)
@@ -44,7 +44,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from rag.config import Config
@@ -52,11 +51,11 @@ from rag.embedders import BACKENDS, Embedder
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from rag.lexical import LexicalIndex, LexicalSegment
 from rag.records import Chunk
-from rag.vectors import empty_vectors, vector_ids
+from rag.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "write.lock"
 VERSIONS_DIR = "versions"
@@ -107,8 +106,8 @@ class Snapshot:
     """
 
     manifest: dict[str, Any]
-    chunk_vectors: faiss.Index
-    sentence_vectors: faiss.Index
+    chunk_vectors: VectorIndex
+    sentence_vectors: VectorIndex
     chunks: dict[int, StoredChunk]
     lexical: LexicalIndex
     article_vectors: np.ndarray
@@ -241,9 +240,9 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
             chunk_index, sentence_index = chunk_part, sentence_part
         else:
             for index, part in ((chunk_index, chunk_part), (sentence_index, sentence_part)):
-                ids = vector_ids(part)
+                ids = part.ids()
                 if len(ids):
-                    index.add_with_ids(part.reconstruct_batch(ids), ids)
+                    index.add(part.vectors_of(ids), ids)
         chunks.update(_read_chunks(folder / CHUNKS_FILE))
         try:
             lexical_segments.append(LexicalSegment.load(folder / LEXICAL_DIR))
@@ -261,9 +260,9 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
     segment_chunk_ids = np.array(sorted(chunks), dtype=np.int64)
     gone = {chunk_id: chunks.pop(chunk_id) for chunk_id in removed.tolist() if chunk_id in chunks}
     if gone:
-        chunk_index.remove_ids(np.array(sorted(gone), dtype=np.int64))
-        sentence_index.remove_ids(np.array(sorted({s for stored in gone.values() for s in stored.sentence_ids}),
-                                           dtype=np.int64))
+        chunk_index.remove(np.array(sorted(gone), dtype=np.int64))
+        sentence_index.remove(np.array(sorted({s for stored in gone.values() for s in stored.sentence_ids}),
+                                       dtype=np.int64))
     rows = {article_id: row for row, article_id in enumerate(article_ids) if article_id in manifest["articles"]}
     snapshot = Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index, chunks=chunks,
                         lexical=LexicalIndex(lexical_segments, ~np.isin(segment_chunk_ids, removed)),
@@ -276,10 +275,10 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
 _REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 
 
-def _read_vectors(path: Path) -> faiss.Index:
+def _read_vectors(path: Path) -> VectorIndex:
     try:
-        return faiss.read_index(str(path))
-    except RuntimeError as error:
+        return VectorIndex.read(path)
+    except (RuntimeError, OSError, ValueError) as error:
         raise IndexCorruptError(f"vector file {path} is missing or damaged: {_REBUILD_HINT}") from error
 
 
@@ -314,10 +313,9 @@ def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
                                          dtype=np.int64))
     counts = snapshot.manifest["counts"]
     agreements = {
-        "chunk vectors = stored chunks": np.array_equal(np.sort(vector_ids(snapshot.chunk_vectors)), snapshot.chunk_ids),
+        "chunk vectors = stored chunks": np.array_equal(snapshot.chunk_vectors.ids(), snapshot.chunk_ids),
         "chunk count = manifest": counts["chunks"] == len(snapshot.chunks) == snapshot.chunk_vectors.ntotal,
-        "sentence vectors = stored sentences": np.array_equal(np.sort(vector_ids(snapshot.sentence_vectors)),
-                                                              sentence_ids),
+        "sentence vectors = stored sentences": np.array_equal(snapshot.sentence_vectors.ids(), sentence_ids),
         "sentence count = manifest": counts["sentences"] == len(sentence_ids) == snapshot.sentence_vectors.ntotal,
         "BM25 documents = stored chunks": snapshot.lexical.size == len(snapshot.chunks)
         and sum(segment.size for segment in snapshot.lexical.segments) == len(snapshot.lexical.live),
@@ -388,10 +386,9 @@ def _write_segment(segments: Path, entry: dict[str, Any], snapshot: Snapshot) ->
         else:
             sentence_ids = np.array(sorted({s for c in chunk_ids.tolist() for s in snapshot.chunks[c].sentence_ids}),
                                     dtype=np.int64)  # a set: overlapping chunks share a sentence
-            chunk_part, sentence_part = (_flat_copy(index, ids) for index, ids in
-                                         ((snapshot.chunk_vectors, chunk_ids), (snapshot.sentence_vectors, sentence_ids)))
-        faiss.write_index(chunk_part, str(staging / FAISS_FILE))
-        faiss.write_index(sentence_part, str(staging / SENTENCE_FAISS_FILE))
+            chunk_part, sentence_part = snapshot.chunk_vectors.subset(chunk_ids), snapshot.sentence_vectors.subset(sentence_ids)
+        chunk_part.write(staging / FAISS_FILE)
+        sentence_part.write(staging / SENTENCE_FAISS_FILE)
         with (staging / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
             for faiss_id in chunk_ids.tolist():
                 stored = snapshot.chunks[faiss_id]
@@ -403,7 +400,7 @@ def _write_segment(segments: Path, entry: dict[str, Any], snapshot: Snapshot) ->
         article_ids = sorted({snapshot.chunks[c].chunk.article_id for c in chunk_ids.tolist()})
         (staging / ARTICLE_IDS_FILE).write_text(json.dumps(article_ids, ensure_ascii=False), encoding="utf-8")
         rows = [snapshot.article_rows[article_id] for article_id in article_ids]
-        np.save(staging / ARTICLE_VECTORS_FILE, snapshot.article_vectors[rows].reshape(len(rows), chunk_part.d),
+        np.save(staging / ARTICLE_VECTORS_FILE, snapshot.article_vectors[rows].reshape(len(rows), chunk_part.dim),
                 allow_pickle=False)
         _fsync_folder(staging)
         os.replace(staging, segments / entry["name"])
@@ -411,13 +408,6 @@ def _write_segment(segments: Path, entry: dict[str, Any], snapshot: Snapshot) ->
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _flat_copy(index: faiss.Index, ids: np.ndarray) -> faiss.Index:
-    copy = empty_vectors(index.d)
-    if len(ids):
-        copy.add_with_ids(index.reconstruct_batch(ids), ids)
-    return copy
 
 
 def _timestamped_name() -> str:

@@ -68,9 +68,9 @@ def test_every_encoding_gives_each_sentence_its_own_words_vector(tmp_path, seeds
     for chunk_id, stored in list(snapshot.chunks.items())[:8]:
         for sentence_id, span in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
             expected = embedder.embed([sentence_text(stored, span)])[0]
-            assert np.allclose(snapshot.sentence_vectors.reconstruct(sentence_id), expected, atol=1e-6)
+            assert np.allclose(snapshot.sentence_vectors.vectors_of([sentence_id])[0], expected, atol=1e-6)
         expected = embedder.embed([text_for_embedding(stored.chunk)])[0]
-        assert np.allclose(snapshot.chunk_vectors.reconstruct(chunk_id), expected, atol=1e-6)
+        assert np.allclose(snapshot.chunk_vectors.vectors_of([chunk_id])[0], expected, atol=1e-6)
 
 
 def test_save_then_load_gives_identical_results(fake_index):
@@ -423,8 +423,8 @@ def test_a_large_index_turns_approximate_and_still_updates(tmp_path, monkeypatch
         (folder / f"a{number:03d}.txt").write_text(f"Report {number} on topic {number % 37}. It ends here.")
     build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
     index = open_index(tmp_path / "index")
-    assert index.manifest["vector_search"]["chunks"].startswith("ivf-flat")
-    assert index.manifest["vector_search"]["sentences"].startswith("ivf-flat")
+    assert index.manifest["vector_search"]["chunks"].startswith("hnsw")
+    assert index.manifest["vector_search"]["sentences"].startswith("hnsw")
     (folder / "new.txt").write_text(NEW_ARTICLE)
     (folder / "a000.txt").unlink()
     report = build_index([folder], tmp_path / "index", embedder=HashingEmbedder())

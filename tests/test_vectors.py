@@ -1,0 +1,102 @@
+"""The vector index: exact while small, a graph with an exact tail and filtered removals when large."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.vectors import VectorIndex
+
+
+@pytest.fixture
+def small_threshold(monkeypatch):
+    monkeypatch.setattr("rag.vectors.EXACT_UP_TO", 500)
+
+
+def unit_vectors(count: int, seed: int, dim: int = 32) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def exact_top(vectors: np.ndarray, ids: np.ndarray, query: np.ndarray, depth: int) -> list[int]:
+    return ids[np.argsort(-(vectors @ query))[:depth]].tolist()
+
+
+def graph_of(count: int) -> tuple[VectorIndex, np.ndarray, np.ndarray]:
+    vectors, ids = unit_vectors(count, seed=1), np.arange(10, 10 + count, dtype=np.int64)
+    index = VectorIndex.empty(vectors.shape[1])
+    index.add(vectors, ids)
+    return index.rebased(), vectors, ids
+
+
+def test_an_index_past_the_threshold_becomes_a_graph_that_finds_the_exact_neighbours(small_threshold):
+    small = VectorIndex.empty(32)
+    small.add(unit_vectors(400, seed=1), np.arange(400))
+    assert small.rebased().kind() == "exact" and not small.needs_rebase
+    graph, vectors, ids = graph_of(2000)
+    assert graph.kind().startswith("hnsw") and graph.ntotal == 2000
+    queries = unit_vectors(20, seed=2)
+    found = [len(set(graph.search(q, 10, None).tolist()) & set(exact_top(vectors, ids, q, 10))) for q in queries]
+    assert np.mean(found) >= 9.5
+
+
+def test_a_graph_takes_additions_in_its_tail_and_never_returns_what_was_removed(small_threshold):
+    graph, vectors, ids = graph_of(2000)
+    extra = unit_vectors(5, seed=3)
+    graph.add(extra, np.arange(5000, 5005))
+    removed = np.array([ids[0], ids[1], 5001])
+    graph.remove(removed)
+    assert graph.ntotal == 2000 + 5 - 3
+    assert not set(removed.tolist()) & set(graph.ids().tolist())
+    for row, vector in enumerate(extra):
+        if 5000 + row != 5001:
+            assert graph.search(vector, 3, None)[0] == 5000 + row
+    for row in (0, 1):
+        assert ids[row] not in graph.search(vectors[row], 50, None)
+    assert np.allclose(graph.vectors_of(np.array([5004, ids[7]])), np.stack([extra[4], vectors[7]]))
+
+
+def test_a_graph_read_back_with_its_tail_and_removals_searches_alike(tmp_path, small_threshold):
+    graph, vectors, _ = graph_of(2000)
+    graph.add(unit_vectors(5, seed=3), np.arange(5000, 5005))
+    graph.remove(np.array([10, 11, 5002]))
+    graph.write(tmp_path / "v.faiss")
+    again = VectorIndex.read(tmp_path / "v.faiss")
+    assert np.array_equal(again.ids(), graph.ids())
+    for query in unit_vectors(10, seed=4):
+        assert np.array_equal(again.search(query, 20, None), graph.search(query, 20, None))
+
+
+def test_changing_a_copy_leaves_the_searched_original_alone(small_threshold):
+    graph, vectors, ids = graph_of(2000)
+    copy = graph.copy()
+    copy.remove(ids[:1])
+    copy.add(unit_vectors(1, seed=5), np.array([9000]))
+    assert graph.search(vectors[0], 1, None)[0] == ids[0]
+    assert graph.ntotal == 2000 and 9000 not in graph.ids()
+
+
+def test_a_graph_is_rebuilt_once_its_changes_pass_a_quarter_of_it(small_threshold):
+    graph, _, ids = graph_of(2000)
+    graph.remove(ids[:400])
+    graph.add(unit_vectors(99, seed=6), np.arange(8000, 8099))
+    assert not graph.needs_rebase
+    graph.add(unit_vectors(2, seed=7), np.arange(8099, 8101))
+    assert graph.needs_rebase
+    rebuilt = graph.rebased()
+    assert rebuilt.kind().startswith("hnsw") and not rebuilt.tail.ntotal and not len(rebuilt.dead)
+    assert np.array_equal(rebuilt.ids(), graph.ids())
+
+
+@pytest.mark.parametrize("allowed_count", [50, 1500])
+def test_a_filtered_graph_search_returns_only_allowed_ids(small_threshold, allowed_count):
+    """Few allowed ids are searched exactly; many go through the graph with a filter."""
+    graph, vectors, ids = graph_of(2000)
+    graph.remove(ids[:3])
+    allowed = np.sort(np.random.default_rng(8).choice(ids, allowed_count, replace=False))
+    for query in unit_vectors(5, seed=9):
+        found = graph.search(query, 10, allowed)
+        assert len(found) == 10 and set(found.tolist()) <= set(allowed.tolist()) - set(ids[:3].tolist())
+    live = np.setdiff1d(allowed, ids[:3])
+    query = vectors[np.searchsorted(ids, live[0])]
+    assert graph.search(query, 1, allowed)[0] == live[0]
