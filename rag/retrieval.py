@@ -71,15 +71,15 @@ def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray | None, query_terms
         pool, _candidates(snapshot, query_vector, lexical_all, 4 * k, allowed, retriever))
     if not len(candidates):
         return []
-    lexical = lexical_all[np.searchsorted(snapshot.chunk_ids, candidates)]
+    positions = snapshot.positions(candidates)
+    lexical = lexical_all[positions]
     if retriever == "bm25":
         order = np.argsort(-lexical, kind="stable")[:k]
         return [Hit(chunk=snapshot.chunks[int(c)].chunk, score=float(s), rank=rank)
                 for rank, (c, s) in enumerate(zip(candidates[order], lexical[order], strict=True), start=1)]
     chunk_scores = snapshot.chunk_vectors.vectors_of(candidates) @ query_vector
     sentence_scores, best_sentences = _best_sentences(snapshot, candidates, query_vector)
-    article_rows = [snapshot.article_rows[snapshot.chunks[c].chunk.article_id] for c in candidates.tolist()]
-    article_scores = snapshot.article_vectors[article_rows] @ query_vector
+    article_scores = snapshot.article_vectors[snapshot.chunk_article_rows[positions]] @ query_vector
     dense = ((1 - config.sentence_weight - config.article_weight) * chunk_scores
              + config.sentence_weight * sentence_scores + config.article_weight * article_scores)
     in_pool = np.isin(candidates, pool)
@@ -114,22 +114,19 @@ def _mask(snapshot: Snapshot, allowed: np.ndarray | None) -> np.ndarray | None:
     if allowed is None:
         return None
     mask = np.zeros(len(snapshot.chunk_ids), dtype=bool)
-    mask[np.searchsorted(snapshot.chunk_ids, allowed)] = True
+    mask[snapshot.positions(allowed)] = True
     return mask
 
 
 def _dense_candidates(snapshot: Snapshot, query_vector: np.ndarray, depth: int,
                       allowed: np.ndarray | None) -> list[np.ndarray]:
-    sentence_allowed = None if allowed is None else np.array(
-        [s for c in allowed.tolist() for s in snapshot.chunks[c].sentence_ids], dtype=np.int64)
+    sentence_allowed = None if allowed is None else np.unique(snapshot.sentences_of(allowed)[0])
     chunk_ids = snapshot.chunk_vectors.search(query_vector, depth, allowed)
     sentence_ids = snapshot.sentence_vectors.search(query_vector, 2 * depth, sentence_allowed)
-    owners = snapshot.chunks_of_sentence
-    via_sentences = [c for s in sentence_ids.tolist() for c in owners[s]]
-    allowed_set = None if allowed is None else set(allowed.tolist())
-    if allowed_set is not None:  # a sentence may sit in an admitted chunk and in one that is not
-        via_sentences = [c for c in via_sentences if c in allowed_set]
-    return [chunk_ids, np.array(via_sentences, dtype=np.int64)]
+    via_sentences = snapshot.chunks_holding(sentence_ids)
+    if allowed is not None:  # a sentence may sit in an admitted chunk and in one that is not
+        via_sentences = via_sentences[np.isin(via_sentences, allowed)]
+    return [chunk_ids, via_sentences]
 
 
 def _lexical_candidates(snapshot: Snapshot, lexical_all: np.ndarray, depth: int) -> np.ndarray:
@@ -142,10 +139,8 @@ def _lexical_candidates(snapshot: Snapshot, lexical_all: np.ndarray, depth: int)
 def _best_sentences(snapshot: Snapshot, candidates: np.ndarray,
                     query_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each candidate chunk: the best cosine among its sentences, and that sentence's id."""
-    sentence_lists = [snapshot.chunks[c].sentence_ids for c in candidates.tolist()]
-    flat = np.array([s for ids in sentence_lists for s in ids], dtype=np.int64)
+    flat, starts = snapshot.sentences_of(candidates)
     scores = snapshot.sentence_vectors.vectors_of(flat) @ query_vector
-    starts = np.cumsum([0] + [len(ids) for ids in sentence_lists])[:-1]
     best = np.maximum.reduceat(scores, starts)
     lengths = np.diff(np.append(starts, len(flat)))
     first_best = np.minimum.reduceat(np.where(scores == np.repeat(best, lengths), np.arange(len(flat)), len(flat)),
@@ -196,7 +191,7 @@ def _collapse_duplicates(snapshot: Snapshot, ranked: np.ndarray, scores: np.ndar
     """Walk the ranking; a passage whose best sentence nearly repeats that of a kept passage
     from another article joins it as a corroborating source instead of taking a slot."""
     vectors = snapshot.sentence_vectors.vectors_of(best_sentences)
-    _, articles = np.unique([snapshot.chunks[c].chunk.article_id for c in ranked.tolist()], return_inverse=True)
+    articles = snapshot.chunk_article_rows[snapshot.positions(ranked)]
     kept: list[int] = []  # positions in the ranking
     corroborating: dict[int, list[Chunk]] = {}
     for position, chunk_id in enumerate(ranked.tolist()):

@@ -156,14 +156,53 @@ class Snapshot:
                     for article_id, sentences in found.items()}
 
     @cached_property
-    def chunks_of_sentence(self) -> dict[int, list[int]]:
-        """Sentence id -> the chunks holding that sentence (two where chunks overlap)."""
+    def chunk_sentences(self) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets, sentence ids): the sentences of the chunk at position i of `chunk_ids`
+        are ids[offsets[i]:offsets[i + 1]], so a search reads them without touching objects."""
         with without_gc():
-            owners: dict[int, list[int]] = {}
-            for chunk_id, stored in self.chunks.items():
-                for sentence_id in stored.sentence_ids:
-                    owners.setdefault(sentence_id, []).append(chunk_id)
-            return owners
+            lists = [self.chunks[chunk_id].sentence_ids for chunk_id in self.chunk_ids.tolist()]
+            offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+            np.cumsum([len(ids) for ids in lists], out=offsets[1:])
+            return offsets, np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=int(offsets[-1]))
+
+    @cached_property
+    def chunk_article_rows(self) -> np.ndarray:
+        """The row in `article_vectors` of the article of the chunk at position i of `chunk_ids`."""
+        with without_gc():
+            return np.array([self.article_rows[self.chunks[chunk_id].chunk.article_id]
+                             for chunk_id in self.chunk_ids.tolist()], dtype=np.int64)
+
+    @cached_property
+    def sentence_owners(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sentence ids ascending, the chunk id holding each): a sentence in two overlapping
+        chunks appears twice."""
+        offsets, sentence_ids = self.chunk_sentences
+        owners = np.repeat(self.chunk_ids, np.diff(offsets))
+        order = np.argsort(sentence_ids, kind="stable")
+        return sentence_ids[order], owners[order]
+
+    def positions(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """Positions in `chunk_ids` (and in BM25's scores) of live chunk ids."""
+        return np.searchsorted(self.chunk_ids, chunk_ids)
+
+    def sentences_of(self, chunk_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sentence ids of the given chunks, concatenated, and where each chunk's begin."""
+        offsets, sentence_ids = self.chunk_sentences
+        positions = self.positions(chunk_ids)
+        counts = offsets[positions + 1] - offsets[positions]
+        return sentence_ids[_ranges(offsets[positions], counts)], np.cumsum(counts) - counts
+
+    def chunks_holding(self, sentence_ids: np.ndarray) -> np.ndarray:
+        """The chunk ids holding the given sentences (two where chunks overlap)."""
+        sorted_sentences, owners = self.sentence_owners
+        first = np.searchsorted(sorted_sentences, sentence_ids, side="left")
+        return owners[_ranges(first, np.searchsorted(sorted_sentences, sentence_ids, side="right") - first)]
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The indices starts[i], ..., starts[i] + counts[i] - 1 for every i, concatenated."""
+    ends = np.cumsum(counts)
+    return np.repeat(starts - (ends - counts), counts) + np.arange(int(ends[-1]) if len(ends) else 0)
 
 
 def current_snapshot_dir(index_dir: Path) -> Path:
