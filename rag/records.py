@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ class Chunk:
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> Chunk:
-        date = dt.date.fromisoformat(row["date"]) if row["date"] else None
+        date = _parse_date(row["date"]) if row["date"] else None
         return cls(
             chunk_id=row["chunk_id"],
             article_id=row["article_id"],
@@ -71,6 +72,9 @@ class Chunk:
             heading=row["heading"],
             date=date,
         )
+
+
+_parse_date = lru_cache(maxsize=4096)(dt.date.fromisoformat)  # an index holds 100k chunks and few dates
 
 
 @dataclass(frozen=True)

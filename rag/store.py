@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from rag.config import Config
 from rag.embedders import BACKENDS, Embedder
@@ -199,6 +200,12 @@ class Snapshot:
         return owners[_ranges(first, np.searchsorted(sorted_sentences, sentence_ids, side="right") - first)]
 
 
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending (numpy's hashing unique took 0.2 s on 280k ids)."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(ordered) else ordered
+
+
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """The indices starts[i], ..., starts[i] + counts[i] - 1 for every i, concatenated."""
     ends = np.cumsum(counts)
@@ -322,16 +329,17 @@ def _read_vectors(path: Path) -> VectorIndex:
 
 
 def _read_chunks(path: Path) -> dict[int, StoredChunk]:
+    """The chunk records of a segment (orjson: the standard json module took 1.5 s of the 3.2
+    s that loading 100k records took)."""
     chunks = {}
     try:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                chunks[int(row["faiss_id"])] = StoredChunk(
-                    chunk=Chunk.from_json(row),
-                    sentence_spans=tuple((start, end) for start, end, _ in row["sentences"]),
-                    sentence_ids=tuple(sentence_id for _, _, sentence_id in row["sentences"]),
-                )
+        for line in path.read_bytes().splitlines():
+            row = orjson.loads(line)
+            chunks[int(row["faiss_id"])] = StoredChunk(
+                chunk=Chunk.from_json(row),
+                sentence_spans=tuple((start, end) for start, end, _ in row["sentences"]),
+                sentence_ids=tuple(sentence_id for _, _, sentence_id in row["sentences"]),
+            )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise IndexCorruptError(f"chunk store {path} is missing or damaged ({error}): {_REBUILD_HINT}") from error
     return chunks
@@ -348,8 +356,7 @@ def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
     """Vectors, chunk records, BM25 and article vectors hold the same chunks, sentences and
     articles as the manifest counts (compared as sorted arrays: sets of a million ids are slow)."""
     stored = snapshot.chunks.values()
-    sentence_ids = np.unique(np.fromiter(itertools.chain.from_iterable(chunk.sentence_ids for chunk in stored),
-                                         dtype=np.int64))
+    sentence_ids = _distinct(snapshot.chunk_sentences[1])
     counts = snapshot.manifest["counts"]
     agreements = {
         "chunk vectors = stored chunks": np.array_equal(snapshot.chunk_vectors.ids(), snapshot.chunk_ids),
@@ -428,13 +435,13 @@ def _write_segment(segments: Path, entry: dict[str, Any], snapshot: Snapshot) ->
             chunk_part, sentence_part = snapshot.chunk_vectors.subset(chunk_ids), snapshot.sentence_vectors.subset(sentence_ids)
         chunk_part.write(staging / FAISS_FILE)
         sentence_part.write(staging / SENTENCE_FAISS_FILE)
-        with (staging / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
+        with (staging / CHUNKS_FILE).open("wb") as handle:
             for faiss_id in chunk_ids.tolist():
                 stored = snapshot.chunks[faiss_id]
                 sentences = [[start, end, sentence_id] for (start, end), sentence_id
                              in zip(stored.sentence_spans, stored.sentence_ids, strict=True)]
                 row = {"faiss_id": faiss_id, **stored.chunk.to_json(), "sentences": sentences}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(orjson.dumps(row) + b"\n")
         snapshot.lexical.segments[-1].save(staging / LEXICAL_DIR)
         article_ids = sorted({snapshot.chunks[c].chunk.article_id for c in chunk_ids.tolist()})
         (staging / ARTICLE_IDS_FILE).write_text(json.dumps(article_ids, ensure_ascii=False), encoding="utf-8")

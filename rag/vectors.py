@@ -80,9 +80,8 @@ class VectorIndex:
 
     def ids(self) -> np.ndarray:
         """Every live id, ascending."""
-        main = faiss.vector_to_array(self.main.id_map).astype(np.int64)
-        tail = faiss.vector_to_array(self.tail.id_map).astype(np.int64)
-        return np.concatenate([np.setdiff1d(main, self.dead), np.sort(tail)])
+        ids = np.sort(np.concatenate([faiss.vector_to_array(index.id_map) for index in (self.main, self.tail)]))
+        return ids[~np.isin(ids, self.dead)] if len(self.dead) else ids
 
     def vectors_of(self, ids: np.ndarray) -> np.ndarray:
         """The vectors of live ids, in the order given."""
