@@ -11,9 +11,11 @@ Layout::
         removed.npy         ids of chunks in those segments that are no longer in the index
         segments.json       the names of those segments (what pruning reads)
       segments/<name>/      what one update added; never changed once written
-        chunks.faiss        FAISS index of its chunk vectors by id (in the first segment of a
-        sentences.faiss     version, the whole index, exact or a graph with its tail and
-                            removals beside it: rag.vectors) and of its sentence vectors
+        chunks.faiss        FAISS index of its chunk vectors by id, and of its sentence
+        sentences.faiss     vectors (in the first segment of a version, the whole index:
+                            exact, or an HNSW graph with *.tail.faiss and *.removed.npy
+                            beside it for what was added and removed since it was built;
+                            rag.vectors)
         chunks.jsonl        one chunk a line, with its FAISS id and its sentences' spans and ids
         articles.json/.npy  the articles it embedded and their vectors
         bm25/               BM25 postings of its chunks (rag.lexical)
@@ -21,8 +23,8 @@ Layout::
 An update writes one new segment with what it embedded, plus a new version that lists the
 segments and the removed chunk ids, so its cost follows the size of the change, not of the
 index. When the segments outside the first (base) one grow past a share of the index, or
-number more than 16, or the vector index changes type, the update writes one new base
-segment instead (compaction).
+number more than 16, or a vector index needs rebuilding (rag.vectors), the update writes one
+new base segment instead (compaction).
 Everything is written in a staging folder and renamed into place, and only then named in
 CURRENT; a crash at any point leaves the previous version live. No pickle.
 """

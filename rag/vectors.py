@@ -7,8 +7,8 @@ efConstruction 40; searched with efSearch 1.5 x the depth asked for). A graph is
 changed once built: vectors added later go into a flat `tail` searched exactly beside it, and
 vectors removed later are filtered out of its results, until those pass a quarter of the
 graph and the next update builds a new one over what is live (a graph takes about 80 s for
-100k chunks' vectors here; the flat tail costs nothing to change). Exact cosines of candidates are read back from either. Recall@10 of the graph
-against exact search is measured by bench/suite.py.
+100k chunks' vectors here; the tail costs nothing to change). Either way the exact vectors of
+candidates are read back by id. Recall@10 against exact search is measured by bench/suite.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-EXACT_UP_TO = 50_000
+EXACT_UP_TO = 10_000
 GRAPH_NEIGHBOURS = 32
 GRAPH_CONSTRUCTION_DEPTH = 40
 GRAPH_SEARCH_FACTOR = 1.5

@@ -1,0 +1,102 @@
+"""Approximate vector search on a built index's own vectors: latency and recall of each kind.
+
+    .venv/bin/python bench/ann.py INDEX_DIR --scifact ../shared/eval/scifact
+
+For the chunk vectors (searched at depth 100, as retrieval does) and the sentence vectors
+(depth 200), one query at a time with SciFact train claims: exact search, IVF-flat as rag
+used it before (4·√n lists, 1/8 probed), IVF over 8-bit and 16-bit codes, and HNSW graphs
+(M 16 and 32) at a few efSearch values. Prints p50/p95 in ms, recall@10 and recall@depth
+against exact search, and build seconds. This is how the graph and its settings were chosen
+(docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from rag.beir import load_qrels, load_queries
+from rag.embedders import default_embedder
+from rag.store import current_snapshot_dir, load_snapshot
+
+Search = Callable[[np.ndarray], np.ndarray]
+
+
+def measure(label: str, search: Search, queries: np.ndarray, exact: np.ndarray, build_s: float) -> None:
+    for query in queries[:10]:
+        search(query)
+    samples, at_10, at_depth = [], [], []
+    for query, truth in zip(queries, exact, strict=True):
+        started = time.perf_counter()
+        found = search(query)
+        samples.append((time.perf_counter() - started) * 1000)
+        at_10.append(len(set(found[:10].tolist()) & set(truth[:10].tolist())) / 10)
+        at_depth.append(len(set(found.tolist()) & set(truth.tolist())) / len(truth))
+    print(f"  {label:<34} p50 {np.percentile(samples, 50):6.2f}  p95 {np.percentile(samples, 95):6.2f} ms   "
+          f"recall@10 {np.mean(at_10):.4f}  recall@{len(exact[0])} {np.mean(at_depth):.4f}   build {build_s:5.1f} s",
+          flush=True)
+
+
+def timed_build(build: Callable[[], faiss.Index]) -> tuple[faiss.Index, float]:
+    started = time.perf_counter()
+    index = build()
+    return index, time.perf_counter() - started
+
+
+def compare(name: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, depth: int) -> None:
+    print(f"\n{name}: {len(ids)} vectors, depth {depth}")
+    exact = ids[np.argsort(-(vectors @ queries.T), axis=0)[:depth].T]
+    dim, lists = vectors.shape[1], int(4 * np.sqrt(len(ids)))
+    sample = vectors[np.sort(np.random.default_rng(0).choice(len(ids), min(len(ids), 32 * lists), replace=False))]
+    flat = faiss.IndexFlatIP(dim)
+    flat.add(vectors)
+    measure("exact (flat)", lambda q: ids[flat.search(q[None], depth)[1][0]], queries, exact, 0.0)
+    for label, quantiser in (("ivf-flat", None), ("ivf-sq8", faiss.ScalarQuantizer.QT_8bit),
+                             ("ivf-fp16", faiss.ScalarQuantizer.QT_fp16)):
+        def build_ivf(quantiser: int | None = quantiser) -> faiss.Index:
+            coarse = faiss.IndexFlatIP(dim)
+            ivf = (faiss.IndexIVFFlat(coarse, dim, lists, faiss.METRIC_INNER_PRODUCT) if quantiser is None else
+                   faiss.IndexIVFScalarQuantizer(coarse, dim, lists, quantiser, faiss.METRIC_INNER_PRODUCT))
+            ivf.cp.niter = 10
+            ivf.train(sample)
+            ivf.add(vectors)
+            return ivf
+        ivf, seconds = timed_build(build_ivf)
+        params = faiss.SearchParametersIVF(nprobe=max(1, lists // 8))
+        measure(f"{label} {lists} lists, 1/8 probed", lambda q, i=ivf, p=params: ids[i.search(q[None], depth, params=p)[1][0]],
+                queries, exact, seconds)
+    for neighbours in (16, 32):
+        def build_graph(neighbours: int = neighbours) -> faiss.Index:
+            graph = faiss.IndexHNSWFlat(dim, neighbours, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = 40
+            graph.add(vectors)
+            return graph
+        graph, seconds = timed_build(build_graph)
+        for factor in (1.0, 1.5, 2.0):
+            params = faiss.SearchParametersHNSW(efSearch=int(factor * depth))
+            measure(f"hnsw M={neighbours} efSearch={factor:g}x depth",
+                    lambda q, g=graph, p=params: ids[g.search(q[None], depth, params=p)[1][0]], queries, exact, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("index", type=Path)
+    parser.add_argument("--scifact", type=Path, required=True)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    snapshot = load_snapshot(current_snapshot_dir(args.index))
+    texts = list(load_queries(args.scifact, load_qrels(args.scifact, "train")).values())[: args.queries]
+    queries = default_embedder().embed(texts)
+    print(f"{faiss.omp_get_max_threads()} threads; {len(queries)} SciFact train claims, one at a time")
+    for name, index, depth in (("chunks", snapshot.chunk_vectors, 100), ("sentences", snapshot.sentence_vectors, 200)):
+        ids = index.ids()
+        compare(name, index.vectors_of(ids), ids, queries, depth)
+
+
+if __name__ == "__main__":
+    main()
