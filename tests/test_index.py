@@ -563,3 +563,28 @@ def test_a_missing_segment_is_reported_not_rewritten(tmp_path):
     with pytest.raises(IndexCorruptError, match="rebuild"):
         build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
     assert build_index([folder], tmp_path / "index", embedder=HashingEmbedder(), rebuild=True).added
+
+
+def test_a_graph_keeps_its_tail_and_removals_through_compaction_until_they_pass_a_quarter(tmp_path, monkeypatch):
+    monkeypatch.setattr("rag.vectors.EXACT_UP_TO", 300)
+    folder, index_dir = many_articles(tmp_path / "many", 400), tmp_path / "index"
+    build_index([folder], index_dir, embedder=HashingEmbedder())
+    (folder / "a007.txt").unlink()
+    for number in range(16):  # the 16th update makes 17 segments: compaction, but the graph's changes are small
+        (folder / f"late{number:02d}.txt").write_text(f"Late report {number} about ships and {number % 5} ports.")
+        build_index([folder], index_dir, embedder=HashingEmbedder())
+    [base] = segment_names(index_dir)
+    manifest = open_index(index_dir).manifest
+    assert manifest["vector_search"]["chunks"].endswith(", 400 in the graph")
+    assert {"chunks.tail.faiss", "chunks.removed.npy"} <= {p.name for p in (index_dir / "segments" / base).iterdir()}
+    index = open_index(index_dir)
+    assert index.search("Late report 15 about ships", k=1)[0].chunk.article_id == "late15"
+    assert all(hit.chunk.article_id != "a007" for hit in index.search("Report 7 on topic 7", k=20))
+    for number in range(100, 200):  # now more than a quarter of the graph changed: a new graph
+        (folder / f"a{number:03d}.txt").unlink()
+    build_index([folder], index_dir, embedder=HashingEmbedder())
+    index = open_index(index_dir)
+    assert index.manifest["vector_search"]["chunks"].endswith(f", {400 - 101 + 16} in the graph")
+    [rebuilt] = segment_names(index_dir)
+    assert not list((index_dir / "segments" / rebuilt).glob("*.tail.faiss"))
+    assert index.search("Late report 3 about ships", k=1)[0].chunk.article_id == "late03"
