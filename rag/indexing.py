@@ -188,8 +188,9 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
             moved |= old["source"] != str(article.source)
             entries[article.id] = {**old, "source": str(article.source)}
     found = {article.id for article in loaded.articles}
+    is_under = _within(roots)
     for article_id, entry in old_entries.items():
-        if article_id in remove or (article_id not in found and _is_under(entry["source"], roots)
+        if article_id in remove or (article_id not in found and is_under(entry["source"])
                                     and Path(entry["source"]) not in loaded.failures):
             report.removed.append(article_id)
             del entries[article_id]
@@ -454,7 +455,10 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _is_under(source: str, roots: list[Path]) -> bool:
+def _within(roots: list[Path]) -> Callable[[str], bool]:
     """Whether a recorded source path (absolute, as indexed) is one of `roots` or inside one;
-    compared as text, since an update checks every indexed article."""
-    return any(source == str(root) or source.startswith(os.path.join(str(root), "")) for root in roots)
+    compared as text, with the roots' strings made once, since an update checks every
+    indexed article (0.3 s for 32k articles when each call rebuilt them)."""
+    exact = {str(root) for root in roots}
+    prefixes = tuple(os.path.join(str(root), "") for root in roots)
+    return lambda source: source in exact or source.startswith(prefixes)

@@ -13,9 +13,9 @@ Layout::
       segments/<name>/      what one update added; never changed once written
         chunks.faiss        FAISS index of its chunk vectors by id, and of its sentence
         sentences.faiss     vectors (in the first segment of a version, the whole index:
-                            exact, or an HNSW graph with *.tail.faiss and *.removed.npy
-                            beside it for what was added and removed since it was built;
-                            rag.vectors)
+                            exact, or an HNSW graph with its ids in *.ids.npy, and
+                            *.tail.faiss and *.removed.npy beside it for what was added
+                            and removed since it was built; rag.vectors)
         chunks.jsonl        one chunk a line, with its FAISS id and its sentences' spans and ids
         articles.json/.npy  the articles it embedded and their vectors
         bm25/               BM25 postings of its chunks (rag.lexical)
@@ -58,7 +58,7 @@ from rag.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "write.lock"
 VERSIONS_DIR = "versions"
@@ -283,7 +283,8 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
     article_vectors: list[np.ndarray] = []
     for entry in manifest["segments"]:
         folder = segments_dir / entry["name"]
-        chunk_part, sentence_part = (_read_vectors(folder / name) for name in (FAISS_FILE, SENTENCE_FAISS_FILE))
+        chunk_part, sentence_part = (_read_vectors(folder / name, manifest["embedder"]["dim"])
+                                     for name in (FAISS_FILE, SENTENCE_FAISS_FILE))
         if chunk_index is None:
             chunk_index, sentence_index = chunk_part, sentence_part
         else:
@@ -323,9 +324,9 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
 _REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 
 
-def _read_vectors(path: Path) -> VectorIndex:
+def _read_vectors(path: Path, dim: int) -> VectorIndex:
     try:
-        return VectorIndex.read(path)
+        return VectorIndex.read(path, dim)
     except (RuntimeError, OSError, ValueError) as error:
         raise IndexCorruptError(f"vector file {path} is missing or damaged: {_REBUILD_HINT}") from error
 

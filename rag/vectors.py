@@ -14,10 +14,13 @@ candidates are read back by id. Recall@10 against exact search is measured by be
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from rag.errors import IndexCorruptError
 
 EXACT_UP_TO = 10_000
 GRAPH_NEIGHBOURS = 32
@@ -29,15 +32,17 @@ GRAPH_CHURN_LIMIT = 0.25
 class VectorIndex:
     """Unit vectors by int64 id, searched by inner product.
 
-    `main` is exact (flat) or a graph; `tail` holds what was added since the graph was built
-    and `dead` the graph's ids removed since (both empty while `main` is exact).
+    The vectors sit in an exact flat index or in a graph; `tail` holds what was added since
+    the graph was built and `dead` the graph's ids removed since (both empty while exact).
     """
 
-    def __init__(self, main: faiss.Index, tail: faiss.Index | None = None,
-                 dead: np.ndarray | None = None) -> None:
-        self.main = main
-        self.is_graph = not isinstance(faiss.downcast_index(main.index), faiss.IndexFlat)
-        self.tail = tail if tail is not None else _flat(main.d)
+    def __init__(self, dim: int, flat: faiss.Index | None = None, graph: _Graph | None = None,
+                 tail: faiss.Index | None = None, dead: np.ndarray | None = None) -> None:
+        self.dim = dim
+        self._flat = flat
+        self._graph = graph
+        self.is_graph = graph is not None
+        self.tail = tail if tail is not None else _flat(dim)
         self._set_dead(dead if dead is not None else np.zeros(0, dtype=np.int64))
 
     def _set_dead(self, dead: np.ndarray) -> None:
@@ -45,64 +50,76 @@ class VectorIndex:
         batch = faiss.IDSelectorBatch(dead) if len(dead) else None
         self._dead_selectors = () if batch is None else (batch, faiss.IDSelectorNot(batch))  # Python holds both
 
+    @property
+    def _main(self) -> faiss.Index:
+        return self._graph.index if self._graph is not None else self._flat
+
     @classmethod
     def empty(cls, dim: int) -> VectorIndex:
-        return cls(_flat(dim))
+        return cls(dim, flat=_flat(dim))
 
     @classmethod
-    def read(cls, path: Path) -> VectorIndex:
-        """Read what `write` wrote (a graph's tail and removals sit beside it, if any)."""
+    def read(cls, path: Path, dim: int) -> VectorIndex:
+        """Read what `write` wrote. A graph is only read when first searched or read back:
+        a process that adds an article to a large index never needs it."""
         tail, dead = _tail_path(path), _dead_path(path)
-        return cls(faiss.read_index(str(path)), faiss.read_index(str(tail)) if tail.exists() else None,
-                   np.load(dead, allow_pickle=False) if dead.exists() else None)
+        graph_ids = _ids_path(path)
+        if graph_ids.exists():
+            if not path.is_file():
+                raise OSError(f"{path} is missing")
+            main = {"graph": _Graph(np.load(graph_ids, allow_pickle=False), path=path)}
+        else:
+            main = {"flat": faiss.read_index(str(path))}
+        return cls(dim, **main, tail=faiss.read_index(str(tail)) if tail.exists() else None,
+                   dead=np.load(dead, allow_pickle=False) if dead.exists() else None)
 
     def write(self, path: Path) -> None:
-        faiss.write_index(self.main, str(path))
+        faiss.write_index(self._main, str(path))
+        if self._graph is not None:
+            np.save(_ids_path(path), self._graph.ids, allow_pickle=False)
         if self.tail.ntotal:
             faiss.write_index(self.tail, str(_tail_path(path)))
         if len(self.dead):
             np.save(_dead_path(path), self.dead, allow_pickle=False)
 
     @property
-    def dim(self) -> int:
-        return self.main.d
-
-    @property
     def ntotal(self) -> int:
-        return self.main.ntotal - len(self.dead) + self.tail.ntotal
+        main = len(self._graph.ids) if self._graph is not None else self._flat.ntotal
+        return main - len(self.dead) + self.tail.ntotal
 
     def kind(self) -> str:
         """How the index searches, as the manifest records it."""
-        if not self.is_graph:
+        if self._graph is None:
             return "exact"
         return (f"hnsw M={GRAPH_NEIGHBOURS} efConstruction={GRAPH_CONSTRUCTION_DEPTH} "
-                f"efSearch={GRAPH_SEARCH_FACTOR:g}x depth, {self.main.ntotal} in the graph")
+                f"efSearch={GRAPH_SEARCH_FACTOR:g}x depth, {len(self._graph.ids)} in the graph")
 
     def ids(self) -> np.ndarray:
         """Every live id, ascending."""
-        ids = np.sort(np.concatenate([faiss.vector_to_array(index.id_map) for index in (self.main, self.tail)]))
+        main = self._graph.ids if self._graph is not None else faiss.vector_to_array(self._flat.id_map)
+        ids = np.sort(np.concatenate([main, faiss.vector_to_array(self.tail.id_map)]))
         return ids[~np.isin(ids, self.dead)] if len(self.dead) else ids
 
     def vectors_of(self, ids: np.ndarray) -> np.ndarray:
         """The vectors of live ids, in the order given."""
         ids = np.asarray(ids, dtype=np.int64)
         if not self.tail.ntotal:
-            return self.main.reconstruct_batch(ids)
+            return self._main.reconstruct_batch(ids)
         in_tail = np.isin(ids, faiss.vector_to_array(self.tail.id_map))
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         if (~in_tail).any():
-            out[~in_tail] = self.main.reconstruct_batch(ids[~in_tail])
+            out[~in_tail] = self._main.reconstruct_batch(ids[~in_tail])
         if in_tail.any():
             out[in_tail] = self.tail.reconstruct_batch(ids[in_tail])
         return out
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        (self.tail if self.is_graph else self.main).add_with_ids(vectors, ids)
+        (self.tail if self.is_graph else self._flat).add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64)
         if not self.is_graph:
-            self.main.remove_ids(ids)
+            self._flat.remove_ids(ids)
             return
         in_tail = np.isin(ids, faiss.vector_to_array(self.tail.id_map))
         if in_tail.any():
@@ -111,8 +128,8 @@ class VectorIndex:
 
     def copy(self) -> VectorIndex:
         """A copy that can be changed while this one is searched (a graph is shared: it never changes)."""
-        main = self.main if self.is_graph else faiss.clone_index(self.main)
-        return VectorIndex(main, faiss.clone_index(self.tail), self.dead)
+        flat = None if self._flat is None else faiss.clone_index(self._flat)
+        return VectorIndex(self.dim, flat=flat, graph=self._graph, tail=faiss.clone_index(self.tail), dead=self.dead)
 
     def subset(self, ids: np.ndarray) -> VectorIndex:
         """An exact index of the given ids' vectors (what one segment holds)."""
@@ -125,8 +142,8 @@ class VectorIndex:
     def needs_rebase(self) -> bool:
         """Whether an exact index has outgrown exact search, or a graph's later additions
         and removals pass a quarter of it."""
-        if self.is_graph:
-            return self.tail.ntotal + len(self.dead) > GRAPH_CHURN_LIMIT * self.main.ntotal
+        if self._graph is not None:
+            return self.tail.ntotal + len(self.dead) > GRAPH_CHURN_LIMIT * len(self._graph.ids)
         return self.ntotal > EXACT_UP_TO
 
     def rebased(self) -> VectorIndex:
@@ -141,20 +158,52 @@ class VectorIndex:
             return rebased
         graph = faiss.IndexHNSWFlat(self.dim, GRAPH_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = GRAPH_CONSTRUCTION_DEPTH
-        main = faiss.IndexIDMap2(graph)
-        main.add_with_ids(vectors, ids)
-        return VectorIndex(main)
+        index = faiss.IndexIDMap2(graph)
+        index.add_with_ids(vectors, ids)
+        return VectorIndex(self.dim, graph=_Graph(ids, index=index))
 
     def search(self, query: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
         """Ids of the (about) `depth` nearest vectors, best first, restricted to `allowed`
         ids when given. A graph is searched exactly when the allowed ids are few enough."""
         if self.is_graph and allowed is not None and len(allowed) <= EXACT_UP_TO:
             return _exact_top(self.vectors_of(allowed) @ query, allowed, depth)
-        found = [_search(self.main, query, depth, _selectors(allowed, self._dead_selectors), self.is_graph)]
+        found = [_search(self._main, query, depth, _selectors(allowed, self._dead_selectors), self.is_graph)]
         if self.tail.ntotal:
             found.append(_search(self.tail, query, depth, _selectors(allowed, ()), graph=False))
         ids = np.concatenate([ids for ids, _ in found])
         return _exact_top(np.concatenate([scores for _, scores in found]), ids, depth)
+
+
+class _Graph:
+    """An HNSW graph (in an IndexIDMap2) and its ids, ascending; one read from disk is loaded
+    on first use. Never changed once built, so copies of an index share it."""
+
+    def __init__(self, ids: np.ndarray, index: faiss.Index | None = None, path: Path | None = None) -> None:
+        self.ids = ids
+        self._index = index
+        self._path = path
+        self._lock = threading.Lock()
+
+    @property
+    def index(self) -> faiss.Index:
+        with self._lock:
+            if self._index is None:
+                try:
+                    index = faiss.read_index(str(self._path))
+                except RuntimeError as error:
+                    raise IndexCorruptError(f"vector graph {self._path} is damaged: {_REBUILD_HINT}") from error
+                if index.ntotal != len(self.ids):
+                    raise IndexCorruptError(f"vector graph {self._path} holds {index.ntotal} vectors, its id list "
+                                            f"{len(self.ids)}: {_REBUILD_HINT}")
+                self._index = index
+            return self._index
+
+
+_REBUILD_HINT = "rebuild the index with `rag index --rebuild`"
+
+
+def _ids_path(path: Path) -> Path:
+    return path.with_suffix(".ids.npy")
 
 
 def _tail_path(path: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rag.errors import IndexCorruptError
 from rag.vectors import VectorIndex
 
 
@@ -61,7 +62,7 @@ def test_a_graph_read_back_with_its_tail_and_removals_searches_alike(tmp_path, s
     graph.add(unit_vectors(5, seed=3), np.arange(5000, 5005))
     graph.remove(np.array([10, 11, 5002]))
     graph.write(tmp_path / "v.faiss")
-    again = VectorIndex.read(tmp_path / "v.faiss")
+    again = VectorIndex.read(tmp_path / "v.faiss", dim=32)
     assert np.array_equal(again.ids(), graph.ids())
     for query in unit_vectors(10, seed=4):
         assert np.array_equal(again.search(query, 20, None), graph.search(query, 20, None))
@@ -100,3 +101,18 @@ def test_a_filtered_graph_search_returns_only_allowed_ids(small_threshold, allow
     live = np.setdiff1d(allowed, ids[:3])
     query = vectors[np.searchsorted(ids, live[0])]
     assert graph.search(query, 1, allowed)[0] == live[0]
+
+
+def test_a_graph_read_from_disk_is_loaded_only_when_searched(tmp_path, small_threshold):
+    """Adding to a large index (what `rag index` does) never reads its graph; a damaged
+    graph is reported when a search first needs it."""
+    graph, vectors, ids = graph_of(2000)
+    graph.write(tmp_path / "v.faiss")
+    (tmp_path / "v.faiss").write_bytes(b"damaged")
+    again = VectorIndex.read(tmp_path / "v.faiss", dim=32)
+    again.add(unit_vectors(2, seed=10), np.array([7000, 7001]))
+    again.remove(ids[:2])
+    assert again.ntotal == 2000 and 7000 in again.ids() and ids[0] not in again.ids()
+    assert np.allclose(again.vectors_of(np.array([7001])), unit_vectors(2, seed=10)[1:])
+    with pytest.raises(IndexCorruptError, match=r"vector graph .*v.faiss is damaged: rebuild the index"):
+        again.search(vectors[5], 10, None)
