@@ -58,7 +58,7 @@ def test_a_graph_takes_additions_in_its_tail_and_never_returns_what_was_removed(
 
 
 def test_a_graph_read_back_with_its_tail_and_removals_searches_alike(tmp_path, small_threshold):
-    graph, vectors, _ = graph_of(2000)
+    graph, _, _ = graph_of(2000)
     graph.add(unit_vectors(5, seed=3), np.arange(5000, 5005))
     graph.remove(np.array([10, 11, 5002]))
     graph.write(tmp_path / "v.faiss")
