@@ -105,7 +105,7 @@ class VectorIndex:
         ids = np.asarray(ids, dtype=np.int64)
         if not self.tail.ntotal:
             return self._main.reconstruct_batch(ids)
-        in_tail = np.isin(ids, faiss.vector_to_array(self.tail.id_map))
+        in_tail = self._in_tail(ids)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         if (~in_tail).any():
             out[~in_tail] = self._main.reconstruct_batch(ids[~in_tail])
@@ -121,10 +121,13 @@ class VectorIndex:
         if not self.is_graph:
             self._flat.remove_ids(ids)
             return
-        in_tail = np.isin(ids, faiss.vector_to_array(self.tail.id_map))
+        in_tail = self._in_tail(ids)
         if in_tail.any():
             self.tail.remove_ids(ids[in_tail])
         self._set_dead(np.union1d(self.dead, ids[~in_tail]))
+
+    def _in_tail(self, ids: np.ndarray) -> np.ndarray:
+        return np.isin(ids, faiss.vector_to_array(self.tail.id_map))
 
     def copy(self) -> VectorIndex:
         """A copy that can be changed while this one is searched (a graph is shared: it never changes)."""
@@ -151,15 +154,12 @@ class VectorIndex:
         if self.ntotal <= EXACT_UP_TO and not self.is_graph:
             return self
         ids = self.ids()
-        vectors = self.vectors_of(ids)
         if len(ids) <= EXACT_UP_TO:
-            rebased = VectorIndex.empty(self.dim)
-            rebased.add(vectors, ids)
-            return rebased
+            return self.subset(ids)
         graph = faiss.IndexHNSWFlat(self.dim, GRAPH_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = GRAPH_CONSTRUCTION_DEPTH
         index = faiss.IndexIDMap2(graph)
-        index.add_with_ids(vectors, ids)
+        index.add_with_ids(self.vectors_of(ids), ids)
         return VectorIndex(self.dim, graph=_Graph(ids, index=index))
 
     def search(self, query: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
