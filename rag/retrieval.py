@@ -189,18 +189,21 @@ def _reciprocal_ranks(values: np.ndarray) -> np.ndarray:
 def _collapse_duplicates(snapshot: Snapshot, ranked: np.ndarray, scores: np.ndarray, best_sentences: np.ndarray,
                          k: int, config: Config) -> list[Hit]:
     """Walk the ranking; a passage whose best sentence nearly repeats that of a kept passage
-    from another article joins it as a corroborating source instead of taking a slot."""
-    vectors = snapshot.sentence_vectors.vectors_of(best_sentences)
-    articles = snapshot.chunk_article_rows[snapshot.positions(ranked)]
+    from another article joins it as a corroborating source instead of taking a slot.
+
+    Only the head of the ranking is compared (4k passages, more if that many do not fill k
+    slots): which passages repeat which is one matrix product over it."""
     kept: list[int] = []  # positions in the ranking
     corroborating: dict[int, list[Chunk]] = {}
+    head, twin_of = 0, []
     for position, chunk_id in enumerate(ranked.tolist()):
-        kept_at = np.array(kept, dtype=np.int64)
-        twins = kept_at[(articles[kept_at] != articles[position])
-                        & (vectors[kept_at] @ vectors[position] >= config.duplicate_similarity)]
-        if len(twins):
+        if position == head:
+            head = min(len(ranked), max(4 * k, 4 * head))
+            twin_of = _repeats(snapshot, ranked[:head], best_sentences[:head], config.duplicate_similarity)
+        twins = [earlier for earlier in kept if twin_of[position][earlier]]
+        if twins:
             chunk = snapshot.chunks[chunk_id].chunk
-            others = corroborating.setdefault(int(twins[0]), [])
+            others = corroborating.setdefault(twins[0], [])
             if all(other.article_id != chunk.article_id for other in others):
                 others.append(chunk)
             continue
@@ -210,3 +213,12 @@ def _collapse_duplicates(snapshot: Snapshot, ranked: np.ndarray, scores: np.ndar
     return [Hit(chunk=snapshot.chunks[int(ranked[i])].chunk, score=float(scores[i]), rank=rank,
                 corroborating=tuple(corroborating.get(i, ())))
             for rank, i in enumerate(kept, start=1)]
+
+
+def _repeats(snapshot: Snapshot, chunk_ids: np.ndarray, best_sentences: np.ndarray,
+             similarity: float) -> list[list[bool]]:
+    """[i][j]: whether passages i and j come from different articles and their best sentences
+    have at least the given cosine."""
+    vectors = snapshot.sentence_vectors.vectors_of(best_sentences)
+    articles = snapshot.chunk_article_rows[snapshot.positions(chunk_ids)]
+    return ((articles[:, None] != articles[None, :]) & (vectors @ vectors.T >= similarity)).tolist()

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from rag import Config, HashingEmbedder, Index, QueryError
+from rag import Config, HashingEmbedder, Index, QueryError, build_index
 from rag.retrieval import _robust_zscore, _zscore
 from rag.store import current_snapshot_dir
 
@@ -110,3 +110,19 @@ def test_a_deeper_search_ranks_its_top_the_same(fake_index):
         shallow = [hit.chunk.chunk_id for hit in index.search(query, k=2)]
         deep = [hit.chunk.chunk_id for hit in index.search(query, k=20)]
         assert deep[:2] == shallow
+
+
+def test_retellings_past_the_head_of_the_ranking_all_collapse_into_the_first(tmp_path):
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    story = "Viettel unveiled a new radar system at the defence exhibition in Hanoi this week."
+    for number in range(30):  # thirty outlets print the same wire story
+        (folder / f"wire-{number:02d}.txt").write_text(f"Radar news {number}\n\n{story}\n", encoding="utf-8")
+    for name, text in [("ships", "The shipyard in Hai Phong launched two patrol vessels for the navy."),
+                       ("drones", "A factory near Hanoi began building reconnaissance drones for the army.")]:
+        (folder / f"{name}.txt").write_text(f"{name.title()} news\n\n{text}\n", encoding="utf-8")
+    build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
+    hits = open_index(tmp_path / "index").search("Viettel radar system defence exhibition Hanoi", k=3)
+    assert len(hits) == 3
+    assert hits[0].chunk.article_id.startswith("wire-") and len(hits[0].corroborating) == 29
+    assert not any(hit.chunk.article_id.startswith("wire-") for hit in hits[1:])

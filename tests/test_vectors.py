@@ -66,6 +66,14 @@ def test_a_graph_read_back_with_its_tail_and_removals_searches_alike(tmp_path, s
     assert np.array_equal(again.ids(), graph.ids())
     for query in unit_vectors(10, seed=4):
         assert np.array_equal(again.search(query, 20, None), graph.search(query, 20, None))
+    live = np.random.default_rng(5).permutation(graph.ids())
+    assert np.array_equal(again.vectors_of(live), graph.vectors_of(live))
+
+
+def test_a_graph_reads_back_the_vectors_it_was_built_from_in_any_order(small_threshold):
+    graph, vectors, ids = graph_of(2000)
+    order = np.random.default_rng(6).permutation(len(ids))
+    assert np.array_equal(graph.vectors_of(ids[order]), vectors[order])
 
 
 def test_changing_a_copy_leaves_the_searched_original_alone(small_threshold):
