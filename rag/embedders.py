@@ -119,7 +119,7 @@ class TransformerEmbedder:
         self.cache_dir = cache_dir
         self.batch_size = batch_size or (1 if backend == "onnx-int8" else 16)
         self.model_name = _model_name(self.model_path)
-        self.name = self.model_name + (" (int8)" if backend == "onnx-int8" else "")
+        self.name = self.model_name + (" (int8, fused)" if backend == "onnx-int8" else "")
         self.dim = int(_read_json(self.model_path / "1_Pooling" / "config.json")["word_embedding_dimension"])
         self.max_tokens = int(_read_json(self.model_path / "sentence_bert_config.json")["max_seq_length"])
         self._run: Runner | None = None

@@ -1,11 +1,13 @@
 """The encoders on the packaged model: the same vectors as sentence-transformers, batch-proof."""
 
 import numpy as np
+import onnx
 import pytest
 from sentence_transformers import SentenceTransformer
 
 from rag import ConfigError
 from rag.embedders import TransformerEmbedder, default_model_path
+from rag.onnx_export import exported_model
 
 from conftest import SEEDS
 
@@ -52,3 +54,9 @@ def test_pooled_chunk_vectors_are_the_mean_of_their_sentences_tokens():
 def test_an_unknown_backend_is_refused_with_the_choices():
     with pytest.raises(ConfigError, match="onnx-int8, onnx, torch"):
         TransformerEmbedder(backend="cuda")
+
+
+def test_the_int8_model_runs_one_fused_node_per_attention_and_embedding():
+    operators = [node.op_type for node in onnx.load(str(exported_model(default_model_path(), quantised=True))).graph.node]
+    assert operators.count("QAttention") == 6 and operators.count("EmbedLayerNormalization") == 1
+    assert len(operators) < 200  # the unfused export has about 800

@@ -1,8 +1,11 @@
 """The one matching normalisation, checked on words as the seed articles print them."""
 
+import sys
+import unicodedata
+
 import pytest
 
-from rag.textnorm import fold, terms
+from rag.textnorm import _PLAIN, fold, terms
 
 from conftest import SEEDS
 
@@ -60,3 +63,16 @@ def test_folding_never_changes_the_text_it_is_given():
     fold(text)
     terms(text)
     assert text == copy
+
+
+def test_folding_by_runs_equals_folding_every_character():
+    """fold() decomposes only runs of non-ASCII characters, each once; the result must be that
+    of the plain definition over the whole text, for every character there is."""
+    def reference(text: str) -> str:
+        decomposed = unicodedata.normalize("NFKD", text.translate(_PLAIN).casefold())
+        return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+    every = "".join(chr(code) for code in range(0x20, sys.maxunicode) if not 0xD800 <= code < 0xE000)
+    texts = [every[start : start + 4000] for start in range(0, len(every), 4000)]
+    texts += ["Thủ tướng PHẠM MINH CHÍNH, Đà Nẵng: “e\u0301” ΣΑΣ ℌ ﬁ ① İ", "A\u030a ß Ø"]
+    assert [fold(text) for text in texts] == [reference(text) for text in texts]
