@@ -1,6 +1,7 @@
 """Approximate vector search on a built index's own vectors: latency and recall of each kind.
 
     .venv/bin/python bench/ann.py INDEX_DIR --scifact ../shared/eval/scifact
+    .venv/bin/python bench/ann.py INDEX_DIR --scifact ../shared/eval/scifact --grow-to 1000000 --chosen-only
 
 For the chunk vectors (searched at depth 100, as retrieval does) and the sentence vectors
 (depth 200), one query at a time with SciFact train claims: exact search, IVF-flat as rag
@@ -8,6 +9,12 @@ used it before (4·√n lists, 1/8 probed), IVF over 8-bit and 16-bit codes, and
 (M 16 and 32) at a few efSearch values. Prints p50/p95 in ms, recall@10 and recall@depth
 against exact search, and build seconds. This is how the graph and its settings were chosen
 (docs/performance.md).
+
+`--grow-to N` measures at N chunks without building such an index: the index's vectors are
+repeated, each copy moved off its original by Gaussian noise of norm 0.5 and renormalised
+(cosine about 0.89 to it), until there are N chunk vectors and as many sentence vectors per
+chunk as the index has. `--chosen-only` runs exact search and the graph rag uses (M 32,
+efSearch 1.5x depth) only: at a million chunks the others take an hour to build.
 """
 
 from __future__ import annotations
@@ -48,14 +55,36 @@ def timed_build(build: Callable[[], faiss.Index]) -> tuple[faiss.Index, float]:
     return index, time.perf_counter() - started
 
 
-def compare(name: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, depth: int) -> None:
-    print(f"\n{name}: {len(ids)} vectors, depth {depth}")
-    exact = ids[np.argsort(-(vectors @ queries.T), axis=0)[:depth].T]
+def grown(vectors: np.ndarray, count: int) -> np.ndarray:
+    """`count` unit vectors: `vectors`, then noisy copies of them (see the module docstring)."""
+    rng = np.random.default_rng(0)
+    out = np.empty((count, vectors.shape[1]), dtype=np.float32)
+    for start in range(0, count, len(vectors)):
+        block = vectors[: count - start].copy()
+        if start:
+            noise = rng.standard_normal(block.shape, dtype=np.float32)
+            block += 0.5 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + len(block)] = block
+    return out
+
+
+def compare(name: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, depth: int,
+            chosen_only: bool) -> None:
+    print(f"\n{name}: {len(ids)} vectors, depth {depth}", flush=True)
     dim, lists = vectors.shape[1], int(4 * np.sqrt(len(ids)))
-    sample = vectors[np.sort(np.random.default_rng(0).choice(len(ids), min(len(ids), 32 * lists), replace=False))]
     flat = faiss.IndexFlatIP(dim)
     flat.add(vectors)
+    exact = ids[flat.search(queries, depth)[1]]
     measure("exact (flat)", lambda q: ids[flat.search(q[None], depth)[1][0]], queries, exact, 0.0)
+    del flat
+    if chosen_only:
+        graph, seconds = timed_build(lambda: _graph(vectors, 32))
+        params = faiss.SearchParametersHNSW(efSearch=int(1.5 * depth))
+        measure("hnsw M=32 efSearch=1.5x depth", lambda q: ids[graph.search(q[None], depth, params=params)[1][0]],
+                queries, exact, seconds)
+        return
+    sample = vectors[np.sort(np.random.default_rng(0).choice(len(ids), min(len(ids), 32 * lists), replace=False))]
     for label, quantiser in (("ivf-flat", None), ("ivf-sq8", faiss.ScalarQuantizer.QT_8bit),
                              ("ivf-fp16", faiss.ScalarQuantizer.QT_fp16)):
         def build_ivf(quantiser: int | None = quantiser) -> faiss.Index:
@@ -71,16 +100,18 @@ def compare(name: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray
         measure(f"{label} {lists} lists, 1/8 probed", lambda q, i=ivf, p=params: ids[i.search(q[None], depth, params=p)[1][0]],
                 queries, exact, seconds)
     for neighbours in (16, 32):
-        def build_graph(neighbours: int = neighbours) -> faiss.Index:
-            graph = faiss.IndexHNSWFlat(dim, neighbours, faiss.METRIC_INNER_PRODUCT)
-            graph.hnsw.efConstruction = 40
-            graph.add(vectors)
-            return graph
-        graph, seconds = timed_build(build_graph)
+        graph, seconds = timed_build(lambda neighbours=neighbours: _graph(vectors, neighbours))
         for factor in (1.0, 1.5, 2.0):
             params = faiss.SearchParametersHNSW(efSearch=int(factor * depth))
             measure(f"hnsw M={neighbours} efSearch={factor:g}x depth",
                     lambda q, g=graph, p=params: ids[g.search(q[None], depth, params=p)[1][0]], queries, exact, seconds)
+
+
+def _graph(vectors: np.ndarray, neighbours: int) -> faiss.Index:
+    graph = faiss.IndexHNSWFlat(vectors.shape[1], neighbours, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = 40
+    graph.add(vectors)
+    return graph
 
 
 def main() -> None:
@@ -88,14 +119,21 @@ def main() -> None:
     parser.add_argument("index", type=Path)
     parser.add_argument("--scifact", type=Path, required=True)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--grow-to", type=int, default=0, metavar="CHUNKS",
+                        help="measure at this many chunks, with noisy copies of the index's vectors")
+    parser.add_argument("--chosen-only", action="store_true", help="exact search and rag's graph only")
     args = parser.parse_args()
     snapshot = load_snapshot(current_snapshot_dir(args.index))
     texts = list(load_queries(args.scifact, load_qrels(args.scifact, "train")).values())[: args.queries]
     queries = default_embedder().embed(texts)
     print(f"{faiss.omp_get_max_threads()} threads; {len(queries)} SciFact train claims, one at a time")
+    scale = args.grow_to / snapshot.chunk_vectors.ntotal if args.grow_to else 1.0
     for name, index, depth in (("chunks", snapshot.chunk_vectors, 100), ("sentences", snapshot.sentence_vectors, 200)):
-        ids = index.ids()
-        compare(name, index.vectors_of(ids), ids, queries, depth)
+        vectors = index.vectors_of(index.ids())
+        if scale != 1.0:
+            vectors = grown(vectors, round(scale * len(vectors)))
+        compare(name, vectors, np.arange(len(vectors)), queries, depth, args.chosen_only)
+        del vectors
 
 
 if __name__ == "__main__":
