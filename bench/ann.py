@@ -11,10 +11,13 @@ against exact search, and build seconds. This is how the graph and its settings 
 (docs/performance.md).
 
 `--grow-to N` measures at N chunks without building such an index: the index's vectors are
-repeated, each copy moved off its original by Gaussian noise of norm 0.5 and renormalised
-(cosine about 0.89 to it), until there are N chunk vectors and as many sentence vectors per
-chunk as the index has. `--chosen-only` runs exact search and the graph rag uses (M 32,
-efSearch 1.5x depth) only: at a million chunks the others take an hour to build.
+repeated, each copy moved off its original by Gaussian noise of norm `--noise` (default 1.0)
+and renormalised, until there are N chunk vectors and as many sentence vectors per chunk as
+the index has. At norm 1.0 a copy keeps cosine about 0.71 to its original and about 0.5 to
+another copy of it, as texts on one topic do; at 0.5 (0.89, 0.8) the dozens of copies of each
+vector are near-duplicates whose order is set by the noise alone. `--chosen-only` runs exact
+search and the graph rag uses (M 32; efSearch 1.5x depth, and 3x and 6x) only: at a million
+chunks the others take an hour to build.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def timed_build(build: Callable[[], faiss.Index]) -> tuple[faiss.Index, float]:
     return index, time.perf_counter() - started
 
 
-def grown(vectors: np.ndarray, count: int) -> np.ndarray:
+def grown(vectors: np.ndarray, count: int, noise_norm: float) -> np.ndarray:
     """`count` unit vectors: `vectors`, then noisy copies of them (see the module docstring)."""
     rng = np.random.default_rng(0)
     out = np.empty((count, vectors.shape[1]), dtype=np.float32)
@@ -63,7 +66,7 @@ def grown(vectors: np.ndarray, count: int) -> np.ndarray:
         block = vectors[: count - start].copy()
         if start:
             noise = rng.standard_normal(block.shape, dtype=np.float32)
-            block += 0.5 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+            block += noise_norm * noise / np.linalg.norm(noise, axis=1, keepdims=True)
             block /= np.linalg.norm(block, axis=1, keepdims=True)
         out[start : start + len(block)] = block
     return out
@@ -76,13 +79,14 @@ def compare(name: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray
     flat = faiss.IndexFlatIP(dim)
     flat.add(vectors)
     exact = ids[flat.search(queries, depth)[1]]
-    measure("exact (flat)", lambda q: ids[flat.search(q[None], depth)[1][0]], queries, exact, 0.0)
+    measure("exact (flat)", lambda q, f=flat: ids[f.search(q[None], depth)[1][0]], queries, exact, 0.0)
     del flat
     if chosen_only:
         graph, seconds = timed_build(lambda: _graph(vectors, 32))
-        params = faiss.SearchParametersHNSW(efSearch=int(1.5 * depth))
-        measure("hnsw M=32 efSearch=1.5x depth", lambda q: ids[graph.search(q[None], depth, params=params)[1][0]],
-                queries, exact, seconds)
+        for factor in (1.5, 3.0, 6.0):
+            params = faiss.SearchParametersHNSW(efSearch=int(factor * depth))
+            measure(f"hnsw M=32 efSearch={factor:g}x depth",
+                    lambda q, p=params: ids[graph.search(q[None], depth, params=p)[1][0]], queries, exact, seconds)
         return
     sample = vectors[np.sort(np.random.default_rng(0).choice(len(ids), min(len(ids), 32 * lists), replace=False))]
     for label, quantiser in (("ivf-flat", None), ("ivf-sq8", faiss.ScalarQuantizer.QT_8bit),
@@ -121,6 +125,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--grow-to", type=int, default=0, metavar="CHUNKS",
                         help="measure at this many chunks, with noisy copies of the index's vectors")
+    parser.add_argument("--noise", type=float, default=1.0, help="norm of the noise that moves each copy")
     parser.add_argument("--chosen-only", action="store_true", help="exact search and rag's graph only")
     args = parser.parse_args()
     snapshot = load_snapshot(current_snapshot_dir(args.index))
@@ -131,7 +136,7 @@ def main() -> None:
     for name, index, depth in (("chunks", snapshot.chunk_vectors, 100), ("sentences", snapshot.sentence_vectors, 200)):
         vectors = index.vectors_of(index.ids())
         if scale != 1.0:
-            vectors = grown(vectors, round(scale * len(vectors)))
+            vectors = grown(vectors, round(scale * len(vectors)), args.noise)
         compare(name, vectors, np.arange(len(vectors)), queries, depth, args.chosen_only)
         del vectors
 
