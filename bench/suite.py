@@ -235,7 +235,7 @@ def replay_vectors(scifact: Path, cache: Path) -> dict[str, np.ndarray]:
     index = cached_index(scifact, cache, default_embedder(), Config())
     snapshot = index._snapshot
     return {text: snapshot.sentence_vectors.vectors_of([sentence_id])[0]
-            for sentences in snapshot.article_sentences.values() for sentence_id, text in sentences}
+            for article_id in snapshot.chunk_ids_of_article for sentence_id, text in snapshot.article_sentences(article_id)}
 
 
 def main() -> None:

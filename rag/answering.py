@@ -101,7 +101,7 @@ def score_sentences(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarra
             if not fresh:
                 continue
             if chunk.article_id not in credits:
-                credits[chunk.article_id] = _term_credits(snapshot.article_sentences[chunk.article_id], weights)
+                credits[chunk.article_id] = _term_credits(snapshot.article_sentences(chunk.article_id), weights)
             cosines = snapshot.sentence_vectors.vectors_of(np.array([s for s, _ in fresh])) @ query_vector
             for (sentence_id, (start, end)), cosine in zip(fresh, cosines.tolist(), strict=True):
                 credit = credits[chunk.article_id][sentence_id]

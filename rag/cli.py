@@ -109,8 +109,8 @@ def _filters(index: Index, since: Any, until: Any, articles: tuple[str, ...], in
              as_json: bool) -> dict[str, Any]:
     """The filter keywords for Index.search/ask; tells the user when undated articles are left out."""
     date_from, date_to = (since.date() if since else None), (until.date() if until else None)
-    undated = index.undated_articles()
-    if (date_from or date_to) and not include_undated and undated and not as_json:
+    undated = index.undated_articles() if (date_from or date_to) and not include_undated and not as_json else []
+    if undated:
         click.echo(f"note: {len(undated)} article(s) of unknown date ({', '.join(undated)}) are not searched "
                    "under a date filter; add --include-undated to search them", err=True)
     return {"date_from": date_from, "date_to": date_to, "articles": list(articles) or None,

@@ -204,7 +204,7 @@ class Index:
         return self.embedder.embed([query])[0]
 
     def undated_articles(self) -> list[str]:
-        return [article.id for article in self.articles() if article.date is None]
+        return sorted(article_id for article_id, entry in self.manifest["articles"].items() if not entry["date"])
 
 
 def _make_filter(snapshot: Snapshot, date_from: dt.date | None, date_to: dt.date | None,

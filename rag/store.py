@@ -144,19 +144,29 @@ class Snapshot:
         with without_gc():
             return {stored.chunk.chunk_id: stored for stored in self.chunks.values()}
 
+    def article_sentences(self, article_id: str) -> list[tuple[int, str]]:
+        """An article's (sentence id, sentence text) in reading order, each sentence once.
+
+        Built for one article when first asked for: an answer reads a few articles, and
+        mapping every article's sentences at once cost a cold `rag ask` 1.6 s at 100k chunks.
+        """
+        cached = self._article_sentences.get(article_id)
+        if cached is not None:
+            return cached
+        found: dict[int, tuple[int, str]] = {}
+        for chunk_id in self.chunk_ids_of_article[article_id].tolist():
+            stored = self.chunks[chunk_id]
+            chunk = stored.chunk
+            for sentence_id, (start, end) in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
+                found[sentence_id] = (start, chunk.text[start - chunk.start : end - chunk.start])
+        sentences = [(sentence_id, text) for sentence_id, (_, text) in sorted(found.items(), key=lambda item: item[1][0])]
+        self._article_sentences[article_id] = sentences
+        return sentences
+
     @cached_property
-    def article_sentences(self) -> dict[str, list[tuple[int, str]]]:
-        """Article id -> its (sentence id, sentence text) in reading order, each sentence once."""
-        with without_gc():
-            found: dict[str, dict[int, tuple[int, str]]] = {}
-            for stored in self.chunks.values():
-                chunk = stored.chunk
-                article = found.setdefault(chunk.article_id, {})
-                for sentence_id, (start, end) in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
-                    article[sentence_id] = (start, chunk.text[start - chunk.start : end - chunk.start])
-            return {article_id: [(sentence_id, text) for sentence_id, (_, text) in
-                                 sorted(sentences.items(), key=lambda item: item[1][0])]
-                    for article_id, sentences in found.items()}
+    def _article_sentences(self) -> dict[str, list[tuple[int, str]]]:
+        """What `article_sentences` has built so far."""
+        return {}
 
     @cached_property
     def chunk_sentences(self) -> tuple[np.ndarray, np.ndarray]:

@@ -196,8 +196,8 @@ class _Graph:
     def index(self) -> faiss.Index:
         with self._lock:
             if self._index is None:
-                try:
-                    index = faiss.read_index(str(self._path))
+                try:  # mapped, not read: the storage is used in place (a 100k graph took 0.5 s to read)
+                    index = faiss.read_index(str(self._path), faiss.IO_FLAG_MMAP_IFC)
                 except RuntimeError as error:
                     raise IndexCorruptError(f"vector graph {self._path} is damaged: {_REBUILD_HINT}") from error
                 if index.ntotal != len(self.ids):
@@ -211,7 +211,9 @@ class _Graph:
         """The graph's vectors, a view of its FAISS storage (valid while the graph lives)."""
         if self._vectors is None:
             storage = faiss.downcast_index(faiss.downcast_index(self.index.index).storage)
-            self._vectors = faiss.rev_swig_ptr(storage.get_xb(), len(self.ids) * storage.d).reshape(len(self.ids), -1)
+            vectors = faiss.rev_swig_ptr(storage.get_xb(), len(self.ids) * storage.d).reshape(len(self.ids), -1)
+            vectors.flags.writeable = False  # a graph read from disk is mapped read-only
+            self._vectors = vectors
         return self._vectors
 
 
