@@ -22,6 +22,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from rag.articles import LoadReport, load_articles
+from rag.chunk_records import ChunkRecords, StoredChunk
 from rag.chunking import ChunkedArticle, split_article, text_for_embedding
 from rag.config import Config
 from rag.embedders import Embedder, default_embedder, normalise
@@ -33,7 +34,6 @@ from rag.store import (
     FORMAT_VERSION,
     LOCK_FILE,
     Snapshot,
-    StoredChunk,
     check_compatible,
     current_snapshot_dir,
     load_snapshot,
@@ -260,7 +260,7 @@ class _Vectors:
 
     chunks: VectorIndex
     sentences: VectorIndex
-    stored: dict[int, StoredChunk]
+    stored: ChunkRecords
 
 
 def _without_articles(previous: Snapshot | None, gone: set[str], dim: int,
@@ -270,17 +270,14 @@ def _without_articles(previous: Snapshot | None, gone: set[str], dim: int,
     the vector indexes are copies; otherwise the previous snapshot's own, changed in place
     (copying 100k chunks' vectors takes about a second)."""
     if previous is None:
-        return _Vectors(VectorIndex.empty(dim), VectorIndex.empty(dim), {}), []
+        return _Vectors(VectorIndex.empty(dim), VectorIndex.empty(dim), ChunkRecords.empty()), []
     own = VectorIndex.copy if copy else (lambda index: index)
-    vectors = _Vectors(own(previous.chunk_vectors), own(previous.sentence_vectors), dict(previous.chunks))
     stale = sorted(chunk_id for article_id in gone
                    for chunk_id in previous.chunk_ids_of_article.get(article_id, np.zeros(0, dtype=np.int64)).tolist())
+    vectors = _Vectors(own(previous.chunk_vectors), own(previous.sentence_vectors), previous.chunks.without(stale))
     if stale:
         vectors.chunks.remove(np.array(stale, dtype=np.int64))
-        stale_sentences = {s for chunk_id in stale for s in previous.chunks[chunk_id].sentence_ids}
-        vectors.sentences.remove(np.array(sorted(stale_sentences), dtype=np.int64))
-        for chunk_id in stale:
-            del vectors.stored[chunk_id]
+        vectors.sentences.remove(np.setdiff1d(previous.chunks.sentence_ids, vectors.stored.sentence_ids))
     return vectors, stale
 
 
@@ -292,14 +289,14 @@ def _add_articles(vectors: _Vectors, split: list[ChunkedArticle], chunk_vectors:
         vectors.chunks.add(chunk_vectors, np.arange(first_chunk, first_chunk + len(chunk_vectors)))
         vectors.sentences.add(sentence_vectors, np.arange(first_sentence, first_sentence + len(sentence_vectors)))
     added = []
-    chunk_cursor, sentence_cursor = first_chunk, first_sentence
+    sentence_cursor = first_sentence
     for part in split:
         for chunk, members in zip(part.chunks, part.chunk_sentences, strict=True):
             added.append(StoredChunk(chunk=chunk, sentence_spans=tuple(part.sentences[i] for i in members),
                                      sentence_ids=tuple(sentence_cursor + i for i in members)))
-            vectors.stored[chunk_cursor] = added[-1]
-            chunk_cursor += 1
         sentence_cursor += len(part.sentences)
+    vectors.stored = ChunkRecords.concat([
+        vectors.stored, ChunkRecords.from_stored(dict(enumerate(added, start=first_chunk)))])
     return added
 
 

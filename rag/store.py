@@ -16,7 +16,9 @@ Layout::
                             exact, or an HNSW graph with its ids in *.ids.npy, and
                             *.tail.faiss and *.removed.npy beside it for what was added
                             and removed since it was built; rag.vectors)
-        chunks.jsonl        one chunk a line, with its FAISS id and its sentences' spans and ids
+        chunks.jsonl        one chunk a line (its FAISS id, text and metadata), parsed when asked for
+        chunks.npz          per chunk: id, article, content hash, its sentences' ids and spans
+                            (rag.chunk_records)
         articles.json/.npy  the articles it embedded and their vectors
         bm25/               BM25 postings of its chunks (rag.lexical)
 
@@ -47,18 +49,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
+from rag.chunk_records import ChunkRecords, concat_ranges
 from rag.config import Config
 from rag.embedders import BACKENDS, Embedder
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from rag.lexical import LexicalIndex, LexicalSegment
-from rag.records import Chunk
 from rag.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 8
+FORMAT_VERSION = 9
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "write.lock"
 VERSIONS_DIR = "versions"
@@ -68,7 +69,6 @@ REMOVED_FILE = "removed.npy"
 SEGMENT_NAMES_FILE = "segments.json"
 FAISS_FILE = "chunks.faiss"
 SENTENCE_FAISS_FILE = "sentences.faiss"
-CHUNKS_FILE = "chunks.jsonl"
 ARTICLE_IDS_FILE = "articles.json"
 ARTICLE_VECTORS_FILE = "articles.npy"
 LEXICAL_DIR = "bm25"
@@ -90,17 +90,8 @@ def without_gc() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class StoredChunk:
-    """A chunk and the sentences it is made of: (start, end) spans and their vector ids."""
-
-    chunk: Chunk
-    sentence_spans: tuple[tuple[int, int], ...]
-    sentence_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class Snapshot:
-    """One consistent state of the index, all in memory.
+    """One consistent state of the index, in memory but for the chunks' texts (rag.chunk_records).
 
     `chunks` maps every id in `chunk_vectors` to its chunk; the sentence ids of the chunks
     are the ids in `sentence_vectors`; `lexical` scores chunks in ascending id order;
@@ -111,17 +102,17 @@ class Snapshot:
     manifest: dict[str, Any]
     chunk_vectors: VectorIndex
     sentence_vectors: VectorIndex
-    chunks: dict[int, StoredChunk]
+    chunks: ChunkRecords
     lexical: LexicalIndex
     article_vectors: np.ndarray
     article_rows: dict[str, int]
     removed: np.ndarray
     name: str = ""  # the versions/ folder it was loaded from or written to; "" while being built
 
-    @cached_property
+    @property
     def chunk_ids(self) -> np.ndarray:
         """Chunk ids in ascending order: position i is BM25 document i."""
-        return np.array(sorted(self.chunks), dtype=np.int64)
+        return self.chunks.ids
 
     @cached_property
     def segment_chunk_ids(self) -> np.ndarray:
@@ -129,20 +120,10 @@ class Snapshot:
         positions of BM25's documents across its segments."""
         return np.union1d(self.chunk_ids, self.removed)
 
-    @cached_property
+    @property
     def chunk_ids_of_article(self) -> dict[str, np.ndarray]:
         """Article id -> the FAISS ids of its chunks."""
-        with without_gc():
-            grouped: dict[str, list[int]] = {}
-            for chunk_id, stored in self.chunks.items():
-                grouped.setdefault(stored.chunk.article_id, []).append(chunk_id)
-            return {article_id: np.array(ids, dtype=np.int64) for article_id, ids in grouped.items()}
-
-    @cached_property
-    def by_chunk_id(self) -> dict[str, StoredChunk]:
-        """Chunk id (the content hash, as hits carry it) -> the stored chunk."""
-        with without_gc():
-            return {stored.chunk.chunk_id: stored for stored in self.chunks.values()}
+        return self.chunks.ids_by_article
 
     def article_sentences(self, article_id: str) -> list[tuple[int, str]]:
         """An article's (sentence id, sentence text) in reading order, each sentence once.
@@ -168,22 +149,17 @@ class Snapshot:
         """What `article_sentences` has built so far."""
         return {}
 
-    @cached_property
+    @property
     def chunk_sentences(self) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, sentence ids): the sentences of the chunk at position i of `chunk_ids`
         are ids[offsets[i]:offsets[i + 1]], so a search reads them without touching objects."""
-        with without_gc():
-            lists = [self.chunks[chunk_id].sentence_ids for chunk_id in self.chunk_ids.tolist()]
-            offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-            np.cumsum([len(ids) for ids in lists], out=offsets[1:])
-            return offsets, np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=int(offsets[-1]))
+        return self.chunks.sentence_offsets, self.chunks.sentence_ids
 
     @cached_property
     def chunk_article_rows(self) -> np.ndarray:
         """The row in `article_vectors` of the article of the chunk at position i of `chunk_ids`."""
-        with without_gc():
-            return np.array([self.article_rows[self.chunks[chunk_id].chunk.article_id]
-                             for chunk_id in self.chunk_ids.tolist()], dtype=np.int64)
+        articles, inverse = np.unique(self.chunks.article_ids, return_inverse=True)
+        return np.array([self.article_rows[a] for a in articles.tolist()], dtype=np.int64)[inverse]
 
     @cached_property
     def sentence_owners(self) -> tuple[np.ndarray, np.ndarray]:
@@ -203,25 +179,19 @@ class Snapshot:
         offsets, sentence_ids = self.chunk_sentences
         positions = self.positions(chunk_ids)
         counts = offsets[positions + 1] - offsets[positions]
-        return sentence_ids[_ranges(offsets[positions], counts)], np.cumsum(counts) - counts
+        return sentence_ids[concat_ranges(offsets[positions], counts)], np.cumsum(counts) - counts
 
     def chunks_holding(self, sentence_ids: np.ndarray) -> np.ndarray:
         """The chunk ids holding the given sentences (two where chunks overlap)."""
         sorted_sentences, owners = self.sentence_owners
         first = np.searchsorted(sorted_sentences, sentence_ids, side="left")
-        return owners[_ranges(first, np.searchsorted(sorted_sentences, sentence_ids, side="right") - first)]
+        return owners[concat_ranges(first, np.searchsorted(sorted_sentences, sentence_ids, side="right") - first)]
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
     """The distinct values, ascending (numpy's hashing unique took 0.2 s on 280k ids)."""
     ordered = np.sort(values)
     return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(ordered) else ordered
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The indices starts[i], ..., starts[i] + counts[i] - 1 for every i, concatenated."""
-    ends = np.cumsum(counts)
-    return np.repeat(starts - (ends - counts), counts) + np.arange(int(ends[-1]) if len(ends) else 0)
 
 
 def current_snapshot_dir(index_dir: Path) -> Path:
@@ -287,7 +257,7 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
     segments_dir = snapshot_dir.parent.parent / SEGMENTS_DIR
     removed = _load_array(snapshot_dir / REMOVED_FILE, "removed-chunk list")
     chunk_index = sentence_index = None
-    chunks: dict[int, StoredChunk] = {}
+    chunk_parts: list[ChunkRecords] = []
     lexical_segments: list[LexicalSegment] = []
     article_ids: list[str] = []
     article_vectors: list[np.ndarray] = []
@@ -302,7 +272,11 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
                 ids = part.ids()
                 if len(ids):
                     index.add(part.vectors_of(ids), ids)
-        chunks.update(_read_chunks(folder / CHUNKS_FILE))
+        try:
+            chunk_parts.append(ChunkRecords.read(folder))
+        except (OSError, ValueError, KeyError) as error:
+            raise IndexCorruptError(
+                f"chunk records in {folder} are missing or damaged ({error}): {_REBUILD_HINT}") from error
         try:
             lexical_segments.append(LexicalSegment.load(folder / LEXICAL_DIR))
         except (OSError, ValueError, KeyError) as error:
@@ -316,12 +290,16 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
         article_vectors.append(_load_array(folder / ARTICLE_VECTORS_FILE, "article vectors"))
     if chunk_index is None:
         raise IndexCorruptError(f"index at {snapshot_dir} lists no segments: {_REBUILD_HINT}")
-    segment_chunk_ids = np.array(sorted(chunks), dtype=np.int64)
-    gone = {chunk_id: chunks.pop(chunk_id) for chunk_id in removed.tolist() if chunk_id in chunks}
-    if gone:
-        chunk_index.remove(np.array(sorted(gone), dtype=np.int64))
-        sentence_index.remove(np.array(sorted({s for stored in gone.values() for s in stored.sentence_ids}),
-                                       dtype=np.int64))
+    try:
+        held = ChunkRecords.concat(chunk_parts)
+    except ValueError as error:
+        raise IndexCorruptError(f"the segments of {snapshot_dir} hold overlapping chunks: {_REBUILD_HINT}") from error
+    segment_chunk_ids = held.ids
+    chunks = held.without(removed)
+    gone = np.setdiff1d(held.ids, chunks.ids)
+    if len(gone):
+        chunk_index.remove(gone)
+        sentence_index.remove(np.setdiff1d(held.sentence_ids, chunks.sentence_ids))
     rows = {article_id: row for row, article_id in enumerate(article_ids) if article_id in manifest["articles"]}
     snapshot = Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index, chunks=chunks,
                         lexical=LexicalIndex(lexical_segments, ~np.isin(segment_chunk_ids, removed)),
@@ -341,23 +319,6 @@ def _read_vectors(path: Path, dim: int) -> VectorIndex:
         raise IndexCorruptError(f"vector file {path} is missing or damaged: {_REBUILD_HINT}") from error
 
 
-def _read_chunks(path: Path) -> dict[int, StoredChunk]:
-    """The chunk records of a segment (orjson: the standard json module took 1.5 s of the 3.2
-    s that loading 100k records took)."""
-    chunks = {}
-    try:
-        for line in path.read_bytes().splitlines():
-            row = orjson.loads(line)
-            chunks[int(row["faiss_id"])] = StoredChunk(
-                chunk=Chunk.from_json(row),
-                sentence_spans=tuple((start, end) for start, end, _ in row["sentences"]),
-                sentence_ids=tuple(sentence_id for _, _, sentence_id in row["sentences"]),
-            )
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise IndexCorruptError(f"chunk store {path} is missing or damaged ({error}): {_REBUILD_HINT}") from error
-    return chunks
-
-
 def _load_array(path: Path, what: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
@@ -368,7 +329,6 @@ def _load_array(path: Path, what: str) -> np.ndarray:
 def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
     """Vectors, chunk records, BM25 and article vectors hold the same chunks, sentences and
     articles as the manifest counts (compared as sorted arrays: sets of a million ids are slow)."""
-    stored = snapshot.chunks.values()
     sentence_ids = _distinct(snapshot.chunk_sentences[1])
     counts = snapshot.manifest["counts"]
     agreements = {
@@ -378,7 +338,7 @@ def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
         "sentence count = manifest": counts["sentences"] == len(sentence_ids) == snapshot.sentence_vectors.ntotal,
         "BM25 documents = stored chunks": snapshot.lexical.size == len(snapshot.chunks)
         and sum(segment.size for segment in snapshot.lexical.segments) == len(snapshot.lexical.live),
-        "article vectors = stored articles": set(snapshot.article_rows) == {chunk.chunk.article_id for chunk in stored},
+        "article vectors = stored articles": set(snapshot.article_rows) == set(snapshot.chunks.ids_by_article),
     }
     failed = [name for name, holds in agreements.items() if not holds]
     if failed:
@@ -443,20 +403,13 @@ def _write_segment(segments: Path, entry: dict[str, Any], snapshot: Snapshot) ->
         if len(snapshot.manifest["segments"]) == 1:
             chunk_part, sentence_part = snapshot.chunk_vectors, snapshot.sentence_vectors
         else:
-            sentence_ids = np.array(sorted({s for c in chunk_ids.tolist() for s in snapshot.chunks[c].sentence_ids}),
-                                    dtype=np.int64)  # a set: overlapping chunks share a sentence
+            sentence_ids = _distinct(snapshot.sentences_of(chunk_ids)[0])  # overlapping chunks share a sentence
             chunk_part, sentence_part = snapshot.chunk_vectors.subset(chunk_ids), snapshot.sentence_vectors.subset(sentence_ids)
         chunk_part.write(staging / FAISS_FILE)
         sentence_part.write(staging / SENTENCE_FAISS_FILE)
-        with (staging / CHUNKS_FILE).open("wb") as handle:
-            for faiss_id in chunk_ids.tolist():
-                stored = snapshot.chunks[faiss_id]
-                sentences = [[start, end, sentence_id] for (start, end), sentence_id
-                             in zip(stored.sentence_spans, stored.sentence_ids, strict=True)]
-                row = {"faiss_id": faiss_id, **stored.chunk.to_json(), "sentences": sentences}
-                handle.write(orjson.dumps(row) + b"\n")
+        snapshot.chunks.write(staging, chunk_ids)
         snapshot.lexical.segments[-1].save(staging / LEXICAL_DIR)
-        article_ids = sorted({snapshot.chunks[c].chunk.article_id for c in chunk_ids.tolist()})
+        article_ids = sorted(set(snapshot.chunks.article_ids[snapshot.positions(chunk_ids)].tolist()))
         (staging / ARTICLE_IDS_FILE).write_text(json.dumps(article_ids, ensure_ascii=False), encoding="utf-8")
         rows = [snapshot.article_rows[article_id] for article_id in article_ids]
         np.save(staging / ARTICLE_VECTORS_FILE, snapshot.article_vectors[rows].reshape(len(rows), chunk_part.dim),

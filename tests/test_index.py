@@ -332,14 +332,21 @@ def test_unknown_format_version_is_refused(fake_index):
         open_index(fake_index)
 
 
+def _count_one_chunk_more(version: Path) -> None:
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["counts"]["chunks"] += 1
+    (version / "manifest.json").write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (lambda v, s: (s / "chunks.faiss").unlink(), r"vector file .*chunks.faiss is missing or damaged"),
         (lambda v, s: (s / "chunks.faiss").write_bytes(b"garbage"), r"vector file .*chunks.faiss is missing or damaged"),
-        (lambda v, s: (s / "chunks.jsonl").write_text("{not json"), r"chunk store .*chunks.jsonl is missing or damaged"),
+        (lambda v, s: (s / "chunks.jsonl").write_text("{not json"), r"chunk records in .* are missing or damaged .*chunks.jsonl holds 0 chunks"),
+        (lambda v, s: (s / "chunks.npz").unlink(), r"chunk records in .* are missing or damaged .*chunks.npz"),
         (lambda v, s: (v / "manifest.json").unlink(), r"index manifest .*manifest.json is missing or damaged"),
-        (lambda v, s: (s / "chunks.jsonl").write_text(""), r"is inconsistent: \d+ chunk vectors, 0 stored chunks.*failed: chunk vectors = stored chunks"),
+        (lambda v, s: _count_one_chunk_more(v), r"is inconsistent: .*failed: chunk count = manifest"),
         (lambda v, s: (s / "sentences.faiss").unlink(), r"vector file .*sentences.faiss is missing or damaged"),
         (lambda v, s: shutil.rmtree(s / "bm25"), r"BM25 index .*bm25 is missing or damaged"),
         (lambda v, s: (s / "articles.npy").write_bytes(b"x"), r"article vectors .*articles.npy missing or damaged"),
@@ -353,6 +360,17 @@ def test_damaged_files_give_a_clear_error(fake_index, damage, message):
     damage(version, segment)
     with pytest.raises(IndexCorruptError, match=message):
         open_index(fake_index)
+
+
+def test_a_damaged_chunk_line_is_reported_when_read(fake_index):
+    """A chunk's text is parsed when first asked for, so damage to it shows then, as damage."""
+    version = current_snapshot_dir(fake_index)
+    segment = fake_index / "segments" / json.loads((version / "manifest.json").read_text())["segments"][0]["name"]
+    lines = (segment / "chunks.jsonl").read_bytes().splitlines()
+    (segment / "chunks.jsonl").write_bytes(b"\n".join([b"{not json", *lines[1:]]) + b"\n")
+    index = open_index(fake_index)
+    with pytest.raises(IndexCorruptError, match=r"the record of chunk 0 is damaged .*rag index --rebuild"):
+        [index._snapshot.chunks[chunk_id] for chunk_id in index._snapshot.chunk_ids.tolist()]
 
 
 @pytest.mark.parametrize(
