@@ -196,8 +196,8 @@ class _Graph:
     def index(self) -> faiss.Index:
         with self._lock:
             if self._index is None:
-                try:  # mapped, not read: the storage is used in place (a 100k graph took 0.5 s to read)
-                    index = faiss.read_index(str(self._path), faiss.IO_FLAG_MMAP_IFC)
+                try:  # read, not mapped: a mapped graph's first searches each fault in its pages
+                    index = faiss.read_index(str(self._path))
                 except RuntimeError as error:
                     raise IndexCorruptError(f"vector graph {self._path} is damaged: {_REBUILD_HINT}") from error
                 if index.ntotal != len(self.ids):
@@ -212,7 +212,7 @@ class _Graph:
         if self._vectors is None:
             storage = faiss.downcast_index(faiss.downcast_index(self.index.index).storage)
             vectors = faiss.rev_swig_ptr(storage.get_xb(), len(self.ids) * storage.d).reshape(len(self.ids), -1)
-            vectors.flags.writeable = False  # a graph read from disk is mapped read-only
+            vectors.flags.writeable = False  # the graph never changes
             self._vectors = vectors
         return self._vectors
 
