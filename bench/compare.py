@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/compare.py     # after bench/suite.py, `rag eval --beir ... --json` and bench/frameworks
 
-Reads the newest bench/results/suite-*.json (indexing all of SciFact with the real encoder,
-its time and peak memory; search and add-one at the first size, about SciFact's own 10k
-chunks), bench/results/eval-scifact.json (`rag eval --beir ../shared/eval/scifact --json`:
+Reads the newest bench/results/suite-*.json runs: the newest that indexed all of SciFact with
+the real encoder (its time and peak memory) and the newest that measured 10k chunks, about
+SciFact's own (search and add-one there), bench/results/eval-scifact.json (`rag eval --beir ../shared/eval/scifact --json`:
 our nDCG@10) and bench/results/frameworks/<name>.json. A ratio below 1 means ours is faster
 or smaller; for nDCG@10, higher is better and the values are shown.
 """
@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 RESULTS = Path("bench/results")
+_COMPARED_SIZE = 10_000  # chunks: about SciFact's own, the corpus the frameworks index
 
 
 def newest(pattern: str) -> dict:
@@ -25,16 +26,18 @@ def newest(pattern: str) -> dict:
 
 
 def main() -> None:
-    suite = newest("suite-*.json")
     frameworks = {name: json.loads((RESULTS / "frameworks" / f"{name}.json").read_text())
                   for name in ("llamaindex", "langchain")}
     corpus = max(data["documents"] for data in frameworks.values())
-    indexing = next((run["indexing"] for run in map(json.loads, map(Path.read_text, sorted(
-        RESULTS.glob("suite-*.json"), reverse=True))) if run["indexing"]["articles"] == corpus), None)
+    runs = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("suite-*.json"), reverse=True)]
+    indexing = next((run["indexing"] for run in runs if run["indexing"]["articles"] == corpus), None)
     if indexing is None:
         raise SystemExit(f"no suite run indexed all {corpus} documents: run bench/suite.py without --index-docs")
+    suite = next((run for run in runs if str(_COMPARED_SIZE) in run.get("sizes", {})), None)
+    if suite is None:
+        raise SystemExit(f"no suite run measured {_COMPARED_SIZE} chunks: run bench/suite.py --sizes {_COMPARED_SIZE}")
     quality = newest("eval-scifact.json")["runs"]["hybrid"]["ndcg@10"]
-    first_size = next(iter(suite["sizes"].values()))
+    first_size = suite["sizes"][str(_COMPARED_SIZE)]
     ours = {
         "full indexing (s)": indexing["seconds"],
         "add 1 article (s)": first_size["updates"]["add_1_s"],

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import itertools
 import json
 import logging
 import os
