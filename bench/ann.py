@@ -16,8 +16,8 @@ and renormalised, until there are N chunk vectors and as many sentence vectors p
 the index has. At norm 1.0 a copy keeps cosine about 0.71 to its original and about 0.5 to
 another copy of it, as texts on one topic do; at 0.5 (0.89, 0.8) the dozens of copies of each
 vector are near-duplicates whose order is set by the noise alone. `--chosen-only` runs exact
-search and the graph rag uses (M 32; efSearch 1.5x depth, and 3x and 6x) only: at a million
-chunks the others take an hour to build.
+search and the graph rag uses (M 32; efSearch 1.5x depth, and 3x and 6x, or `--factors`) only:
+at a million chunks the others take an hour to build. `--kinds chunks` skips the sentences.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def grown(vectors: np.ndarray, count: int, noise_norm: float) -> np.ndarray:
 
 
 def compare(name: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, depth: int,
-            chosen_only: bool) -> None:
+            chosen_only: bool, factors: list[float]) -> None:
     print(f"\n{name}: {len(ids)} vectors, depth {depth}", flush=True)
     dim, lists = vectors.shape[1], int(4 * np.sqrt(len(ids)))
     flat = faiss.IndexFlatIP(dim)
@@ -83,7 +83,7 @@ def compare(name: str, vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray
     del flat
     if chosen_only:
         graph, seconds = timed_build(lambda: _graph(vectors, 32))
-        for factor in (1.5, 3.0, 6.0):
+        for factor in factors:
             params = faiss.SearchParametersHNSW(efSearch=int(factor * depth))
             measure(f"hnsw M=32 efSearch={factor:g}x depth",
                     lambda q, p=params: ids[graph.search(q[None], depth, params=p)[1][0]], queries, exact, seconds)
@@ -127,6 +127,9 @@ def main() -> None:
                         help="measure at this many chunks, with noisy copies of the index's vectors")
     parser.add_argument("--noise", type=float, default=1.0, help="norm of the noise that moves each copy")
     parser.add_argument("--chosen-only", action="store_true", help="exact search and rag's graph only")
+    parser.add_argument("--factors", type=float, nargs="+", default=[1.5, 3.0, 6.0],
+                        help="with --chosen-only: efSearch values to measure, as multiples of the depth")
+    parser.add_argument("--kinds", nargs="+", choices=("chunks", "sentences"), default=["chunks", "sentences"])
     args = parser.parse_args()
     snapshot = load_snapshot(current_snapshot_dir(args.index))
     texts = list(load_queries(args.scifact, load_qrels(args.scifact, "train")).values())[: args.queries]
@@ -134,10 +137,12 @@ def main() -> None:
     print(f"{faiss.omp_get_max_threads()} threads; {len(queries)} SciFact train claims, one at a time")
     scale = args.grow_to / snapshot.chunk_vectors.ntotal if args.grow_to else 1.0
     for name, index, depth in (("chunks", snapshot.chunk_vectors, 100), ("sentences", snapshot.sentence_vectors, 200)):
+        if name not in args.kinds:
+            continue
         vectors = index.vectors_of(index.ids())
         if scale != 1.0:
             vectors = grown(vectors, round(scale * len(vectors)), args.noise)
-        compare(name, vectors, np.arange(len(vectors)), queries, depth, args.chosen_only)
+        compare(name, vectors, np.arange(len(vectors)), queries, depth, args.chosen_only, args.factors)
         del vectors
 
 
