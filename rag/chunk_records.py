@@ -156,6 +156,11 @@ class ChunkRecords(Mapping[int, StoredChunk]):
             raise KeyError(f"chunk ids not held: {sorted(set(np.asarray(ids).tolist()) - set(self.ids.tolist()))[:5]}")
         return rows
 
+    def sentence_ids_of(self, ids: np.ndarray) -> np.ndarray:
+        """The distinct ids of the sentences of the given chunks, ascending."""
+        rows = self._rows(np.asarray(ids, dtype=np.int64))
+        return distinct(self.sentence_ids[concat_ranges(self.sentence_offsets[rows], self.sentence_counts[rows])])
+
     @cached_property
     def sentence_offsets(self) -> np.ndarray:
         offsets = np.zeros(len(self.ids) + 1, dtype=np.int64)
@@ -170,8 +175,8 @@ class ChunkRecords(Mapping[int, StoredChunk]):
         order = np.argsort(self.article_ids, kind="stable")
         grouped = self.article_ids[order]
         starts = np.flatnonzero(np.concatenate([[True], grouped[1:] != grouped[:-1]]))
-        ends = np.append(starts[1:], len(grouped))
-        return {str(grouped[start]): self.ids[order[start:end]] for start, end in zip(starts, ends, strict=True)}
+        ordered, bounds = self.ids[order], np.append(starts, len(grouped)).tolist()
+        return {name: ordered[bounds[i] : bounds[i + 1]] for i, name in enumerate(grouped[starts].tolist())}
 
     @cached_property
     def _id_of_hash(self) -> dict[str, int]:
@@ -242,3 +247,9 @@ def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """The indices starts[i], ..., starts[i] + counts[i] - 1 for every i, concatenated."""
     ends = np.cumsum(counts)
     return np.repeat(starts - (ends - counts), counts) + np.arange(int(ends[-1]) if len(ends) else 0)
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending (numpy's hashing `unique` took 0.2-0.5 s on 280k ids)."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(ordered) else ordered

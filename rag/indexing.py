@@ -278,7 +278,7 @@ def _without_articles(previous: Snapshot | None, gone: set[str], dim: int,
     vectors = _Vectors(own(previous.chunk_vectors), own(previous.sentence_vectors), previous.chunks.without(stale))
     if stale:
         vectors.chunks.remove(np.array(stale, dtype=np.int64))
-        vectors.sentences.remove(np.setdiff1d(previous.chunks.sentence_ids, vectors.stored.sentence_ids))
+        vectors.sentences.remove(previous.chunks.sentence_ids_of(np.array(stale, dtype=np.int64)))
     return vectors, stale
 
 

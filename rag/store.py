@@ -48,8 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
-from rag.chunk_records import ChunkRecords, concat_ranges
+from rag.chunk_records import ChunkRecords, concat_ranges, distinct
 from rag.config import Config
 from rag.embedders import BACKENDS, Embedder
 from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
@@ -117,7 +118,7 @@ class Snapshot:
     def segment_chunk_ids(self) -> np.ndarray:
         """The ids of every chunk the segments hold, removed or not, in ascending order: the
         positions of BM25's documents across its segments."""
-        return np.union1d(self.chunk_ids, self.removed)
+        return distinct(np.concatenate([self.chunk_ids, self.removed]))
 
     @property
     def chunk_ids_of_article(self) -> dict[str, np.ndarray]:
@@ -187,12 +188,6 @@ class Snapshot:
         return owners[concat_ranges(first, np.searchsorted(sorted_sentences, sentence_ids, side="right") - first)]
 
 
-def _distinct(values: np.ndarray) -> np.ndarray:
-    """The distinct values, ascending (numpy's hashing unique took 0.2 s on 280k ids)."""
-    ordered = np.sort(values)
-    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(ordered) else ordered
-
-
 def current_snapshot_dir(index_dir: Path) -> Path:
     pointer = index_dir / CURRENT_FILE
     if not pointer.is_file():
@@ -213,7 +208,7 @@ def current_snapshot_dir(index_dir: Path) -> Path:
 def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
     path = snapshot_dir / MANIFEST_FILE
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = orjson.loads(path.read_bytes())  # 9 MB at 100k chunks: 0.15 s with the json module
     except (OSError, ValueError) as error:
         raise IndexCorruptError(
             f"index manifest {path} is missing or damaged ({error}): rebuild with `rag index --rebuild`"
@@ -298,7 +293,7 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
     gone = np.setdiff1d(held.ids, chunks.ids)
     if len(gone):
         chunk_index.remove(gone)
-        sentence_index.remove(np.setdiff1d(held.sentence_ids, chunks.sentence_ids))
+        sentence_index.remove(held.sentence_ids_of(gone))  # a removed chunk's article went whole
     rows = {article_id: row for row, article_id in enumerate(article_ids) if article_id in manifest["articles"]}
     snapshot = Snapshot(manifest=manifest, chunk_vectors=chunk_index, sentence_vectors=sentence_index, chunks=chunks,
                         lexical=LexicalIndex(lexical_segments, ~np.isin(segment_chunk_ids, removed)),
@@ -328,7 +323,7 @@ def _load_array(path: Path, what: str) -> np.ndarray:
 def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
     """Vectors, chunk records, BM25 and article vectors hold the same chunks, sentences and
     articles as the manifest counts (compared as sorted arrays: sets of a million ids are slow)."""
-    sentence_ids = _distinct(snapshot.chunk_sentences[1])
+    sentence_ids = distinct(snapshot.chunk_sentences[1])
     counts = snapshot.manifest["counts"]
     agreements = {
         "chunk vectors = stored chunks": np.array_equal(snapshot.chunk_vectors.ids(), snapshot.chunk_ids),
@@ -377,9 +372,7 @@ def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Snapshot:
         np.save(staging / REMOVED_FILE, snapshot.removed, allow_pickle=False)
         (staging / SEGMENT_NAMES_FILE).write_text(
             json.dumps([entry["name"] for entry in snapshot.manifest["segments"]]), encoding="utf-8")
-        (staging / MANIFEST_FILE).write_text(
-            json.dumps(snapshot.manifest, ensure_ascii=False) + "\n", encoding="utf-8"  # no indent: the C encoder
-        )
+        (staging / MANIFEST_FILE).write_bytes(orjson.dumps(snapshot.manifest) + b"\n")  # json took 0.2 s at 100k
         _fsync_folder(staging)
         name = _timestamped_name()
         os.replace(staging, versions / name)
@@ -402,7 +395,7 @@ def _write_segment(segments: Path, entry: dict[str, Any], snapshot: Snapshot) ->
         if len(snapshot.manifest["segments"]) == 1:
             chunk_part, sentence_part = snapshot.chunk_vectors, snapshot.sentence_vectors
         else:
-            sentence_ids = _distinct(snapshot.sentences_of(chunk_ids)[0])  # overlapping chunks share a sentence
+            sentence_ids = distinct(snapshot.sentences_of(chunk_ids)[0])  # overlapping chunks share a sentence
             chunk_part, sentence_part = snapshot.chunk_vectors.subset(chunk_ids), snapshot.sentence_vectors.subset(sentence_ids)
         chunk_part.write(staging / FAISS_FILE)
         sentence_part.write(staging / SENTENCE_FAISS_FILE)
