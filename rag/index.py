@@ -86,7 +86,7 @@ class Index:
         path = Path(path)
         embedder = embedder or default_embedder()
         config = config or Config()
-        snapshot = load_snapshot(current_snapshot_dir(path))
+        snapshot = load_snapshot(current_snapshot_dir(path), read_ahead=True)
         check_compatible(snapshot.manifest, embedder, config, path)
         return cls(path, snapshot, embedder, config)
 
@@ -119,7 +119,7 @@ class Index:
             if written is not None and written.name == live.name:
                 self._snapshot = written
             elif live.name != self._snapshot.name:
-                self._snapshot = load_snapshot(live)
+                self._snapshot = load_snapshot(live, read_ahead=True)
         return report
 
     @property

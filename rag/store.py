@@ -240,13 +240,15 @@ def check_compatible(manifest: dict[str, Any], embedder: Embedder, config: Confi
         )
 
 
-def load_snapshot(snapshot_dir: Path) -> Snapshot:
-    """Read a version and its segments, and check that they agree with each other."""
+def load_snapshot(snapshot_dir: Path, read_ahead: bool = False) -> Snapshot:
+    """Read a version and its segments, and check that they agree with each other. With
+    `read_ahead` (a process that will search), vector graphs are read in the background
+    meanwhile; otherwise on first use (a cold `rag ask` at 100k chunks: about 0.9 s)."""
     with without_gc():
-        return _load_snapshot(snapshot_dir)
+        return _load_snapshot(snapshot_dir, read_ahead)
 
 
-def _load_snapshot(snapshot_dir: Path) -> Snapshot:
+def _load_snapshot(snapshot_dir: Path, read_ahead: bool) -> Snapshot:
     manifest = read_manifest(snapshot_dir)
     segments_dir = snapshot_dir.parent.parent / SEGMENTS_DIR
     removed = _load_array(snapshot_dir / REMOVED_FILE, "removed-chunk list")
@@ -261,6 +263,9 @@ def _load_snapshot(snapshot_dir: Path) -> Snapshot:
                                      for name in (FAISS_FILE, SENTENCE_FAISS_FILE))
         if chunk_index is None:
             chunk_index, sentence_index = chunk_part, sentence_part
+            if read_ahead:
+                chunk_index.read_ahead()
+                sentence_index.read_ahead()
         else:
             for index, part in ((chunk_index, chunk_part), (sentence_index, sentence_part)):
                 ids = part.ids()

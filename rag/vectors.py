@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import faiss
@@ -60,8 +61,8 @@ class VectorIndex:
 
     @classmethod
     def read(cls, path: Path, dim: int) -> VectorIndex:
-        """Read what `write` wrote. A graph is only read when first searched or read back:
-        a process that adds an article to a large index never needs it."""
+        """Read what `write` wrote. A graph is only read when first searched or read back
+        (a process that adds an article to a large index never needs it), or on `read_ahead`."""
         tail, dead = _tail_path(path), _dead_path(path)
         graph_ids = _ids_path(path)
         if graph_ids.exists():
@@ -72,6 +73,11 @@ class VectorIndex:
             main = {"flat": faiss.read_index(str(path))}
         return cls(dim, **main, tail=faiss.read_index(str(tail)) if tail.exists() else None,
                    dead=np.load(dead, allow_pickle=False) if dead.exists() else None)
+
+    def read_ahead(self) -> None:
+        """Start reading a graph from disk in the background, for a process about to search."""
+        if self._graph is not None:
+            self._graph.read_ahead()
 
     def write(self, path: Path) -> None:
         faiss.write_index(self._main, str(path))
@@ -190,21 +196,40 @@ class _Graph:
         self._index = index
         self._path = path
         self._vectors: np.ndarray | None = None
+        self._reading: Future | None = None
         self._lock = threading.Lock()
 
     @property
     def index(self) -> faiss.Index:
         with self._lock:
             if self._index is None:
-                try:  # read, not mapped: a mapped graph's first searches each fault in its pages
-                    index = faiss.read_index(str(self._path))
-                except RuntimeError as error:
-                    raise IndexCorruptError(f"vector graph {self._path} is damaged: {_REBUILD_HINT}") from error
-                if index.ntotal != len(self.ids):
-                    raise IndexCorruptError(f"vector graph {self._path} holds {index.ntotal} vectors, its id list "
-                                            f"{len(self.ids)}: {_REBUILD_HINT}")
-                self._index = index
+                self._index = self._reading.result() if self._reading is not None else self._read()
             return self._index
+
+    def read_ahead(self) -> None:
+        """Start reading the graph on a background thread (FAISS reads without holding the
+        GIL), so that a process about to search reads it while it loads everything else."""
+        with self._lock:
+            if self._index is None and self._reading is None:
+                self._reading = Future()
+                threading.Thread(target=self._read_into, args=(self._reading,), name="rag-graph-read",
+                                 daemon=True).start()
+
+    def _read_into(self, future: Future) -> None:
+        try:
+            future.set_result(self._read())
+        except Exception as error:  # noqa: BLE001 - handed to the search that waits for the graph
+            future.set_exception(error)
+
+    def _read(self) -> faiss.Index:
+        try:  # read, not mapped: a mapped graph's first searches each fault in its pages
+            index = faiss.read_index(str(self._path))
+        except RuntimeError as error:
+            raise IndexCorruptError(f"vector graph {self._path} is damaged: {_REBUILD_HINT}") from error
+        if index.ntotal != len(self.ids):
+            raise IndexCorruptError(f"vector graph {self._path} holds {index.ntotal} vectors, its id list "
+                                    f"{len(self.ids)}: {_REBUILD_HINT}")
+        return index
 
     @property
     def vectors(self) -> np.ndarray:

@@ -124,3 +124,19 @@ def test_a_graph_read_from_disk_is_loaded_only_when_searched(tmp_path, small_thr
     assert np.allclose(again.vectors_of(np.array([7001])), unit_vectors(2, seed=10)[1:])
     with pytest.raises(IndexCorruptError, match=r"vector graph .*v.faiss is damaged: rebuild the index"):
         again.search(vectors[5], 10, None)
+
+
+def test_a_graph_read_ahead_searches_alike_and_reports_damage_to_the_search(tmp_path, small_threshold):
+    """Read ahead on a background thread, a graph answers as one read on first use; a read
+    that fails there fails the search that needs the graph, not the thread."""
+    graph, vectors, _ = graph_of(2000)
+    graph.write(tmp_path / "v.faiss")
+    ahead = VectorIndex.read(tmp_path / "v.faiss", dim=32)
+    ahead.read_ahead()
+    for query in unit_vectors(10, seed=11):
+        assert np.array_equal(ahead.search(query, 20, None), graph.search(query, 20, None))
+    (tmp_path / "v.faiss").write_bytes(b"damaged")
+    damaged = VectorIndex.read(tmp_path / "v.faiss", dim=32)
+    damaged.read_ahead()
+    with pytest.raises(IndexCorruptError, match=r"vector graph .*v.faiss is damaged: rebuild the index"):
+        damaged.search(vectors[5], 10, None)
