@@ -36,7 +36,8 @@ class StoredChunk:
 
 
 class ChunkRecords(Mapping[int, StoredChunk]):
-    """Chunk id -> stored chunk, ids ascending. Never changed: `without` and `concat` make new ones.
+    """Chunk id -> stored chunk, ids ascending. Never changed but for the records it has parsed
+    (kept, as immutable objects); `without` and `concat` make new ones.
 
     Row i of every column describes the chunk `ids[i]`; its sentences are rows
     `sentence_offsets[i]:sentence_offsets[i + 1]` of `sentence_ids` and `sentence_spans`.
