@@ -191,9 +191,9 @@ class ChunkRecords(Mapping[int, StoredChunk]):
         cached = self._cache.get(chunk_id)
         if cached is not None:
             return cached
-        if chunk_id not in self:
+        row = self._row_of(chunk_id)
+        if row is None:
             raise KeyError(chunk_id)
-        row = int(np.searchsorted(self.ids, chunk_id))
         try:
             stored = self._parse(row)
         except (ValueError, KeyError, TypeError) as error:
@@ -219,10 +219,13 @@ class ChunkRecords(Mapping[int, StoredChunk]):
         return len(self.ids)
 
     def __contains__(self, chunk_id: object) -> bool:
+        return self._row_of(chunk_id) is not None
+
+    def _row_of(self, chunk_id: object) -> int | None:
         if not isinstance(chunk_id, int | np.integer):
-            return False
+            return None
         row = int(np.searchsorted(self.ids, chunk_id))
-        return row < len(self.ids) and self.ids[row] == chunk_id
+        return row if row < len(self.ids) and self.ids[row] == chunk_id else None
 
 
 class _Lines:
