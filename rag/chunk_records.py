@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from rag.errors import IndexCorruptError
+from rag.errors import REBUILD_HINT, IndexCorruptError
 from rag.records import Chunk
 
 LINES_FILE = "chunks.jsonl"
@@ -197,8 +197,7 @@ class ChunkRecords(Mapping[int, StoredChunk]):
         try:
             stored = self._parse(row)
         except (ValueError, KeyError, TypeError) as error:
-            raise IndexCorruptError(f"the record of chunk {chunk_id} is damaged ({error}): "
-                                    "rebuild the index with `rag index --rebuild`") from error
+            raise IndexCorruptError(f"the record of chunk {chunk_id} is damaged ({error}): {REBUILD_HINT}") from error
         self._cache[chunk_id] = stored  # a race parses a chunk twice; both copies are equal
         return stored
 

@@ -1,5 +1,8 @@
 """Errors a user can act on. Each message says what was wrong and how to fix it."""
 
+REBUILD_HINT = "rebuild the index with `rag index --rebuild`"
+"""How to fix a damaged or outdated index, as every message about one ends."""
+
 
 class RagError(Exception):
     """Base for every error the CLI and UI show to a person as one line."""

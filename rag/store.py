@@ -53,7 +53,7 @@ import orjson
 from rag.chunk_records import ChunkRecords, concat_ranges, distinct
 from rag.config import Config
 from rag.embedders import BACKENDS, Embedder
-from rag.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from rag.errors import REBUILD_HINT, IndexCorruptError, IndexMismatchError, IndexNotFoundError
 from rag.lexical import LexicalIndex, LexicalSegment
 from rag.vectors import VectorIndex
 
@@ -199,8 +199,7 @@ def current_snapshot_dir(index_dir: Path) -> Path:
     snapshot_dir = index_dir / VERSIONS_DIR / name
     if not name or not snapshot_dir.is_dir():
         raise IndexCorruptError(
-            f"index at {index_dir} points to a missing snapshot {name!r}: "
-            "rebuild it with `rag index --rebuild`"
+            f"index at {index_dir} points to a missing snapshot {name!r}: {REBUILD_HINT}"
         )
     return snapshot_dir
 
@@ -211,13 +210,13 @@ def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
         manifest = orjson.loads(path.read_bytes())  # 9 MB at 100k chunks: 0.15 s with the json module
     except (OSError, ValueError) as error:
         raise IndexCorruptError(
-            f"index manifest {path} is missing or damaged ({error}): rebuild with `rag index --rebuild`"
+            f"index manifest {path} is missing or damaged ({error}): {REBUILD_HINT}"
         ) from error
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise IndexCorruptError(
             f"index at {snapshot_dir.parent.parent} has format version {version!r}; this version of "
-            f"rag reads format {FORMAT_VERSION}: rebuild it with `rag index --rebuild`"
+            f"rag reads format {FORMAT_VERSION}: {REBUILD_HINT}"
         )
     return manifest
 
@@ -275,24 +274,24 @@ def _load_snapshot(snapshot_dir: Path, read_ahead: bool) -> Snapshot:
             chunk_parts.append(ChunkRecords.read(folder))
         except (OSError, ValueError, KeyError) as error:
             raise IndexCorruptError(
-                f"chunk records in {folder} are missing or damaged ({error}): {_REBUILD_HINT}") from error
+                f"chunk records in {folder} are missing or damaged ({error}): {REBUILD_HINT}") from error
         try:
             lexical_segments.append(LexicalSegment.load(folder / LEXICAL_DIR))
         except (OSError, ValueError, KeyError) as error:
             raise IndexCorruptError(
-                f"BM25 index {folder / LEXICAL_DIR} is missing or damaged ({error}): {_REBUILD_HINT}") from error
+                f"BM25 index {folder / LEXICAL_DIR} is missing or damaged ({error}): {REBUILD_HINT}") from error
         try:
             article_ids += json.loads((folder / ARTICLE_IDS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise IndexCorruptError(
-                f"article list {folder / ARTICLE_IDS_FILE} is missing or damaged ({error}): {_REBUILD_HINT}") from error
+                f"article list {folder / ARTICLE_IDS_FILE} is missing or damaged ({error}): {REBUILD_HINT}") from error
         article_vectors.append(_load_array(folder / ARTICLE_VECTORS_FILE, "article vectors"))
     if chunk_index is None:
-        raise IndexCorruptError(f"index at {snapshot_dir} lists no segments: {_REBUILD_HINT}")
+        raise IndexCorruptError(f"index at {snapshot_dir} lists no segments: {REBUILD_HINT}")
     try:
         held = ChunkRecords.concat(chunk_parts)
     except ValueError as error:
-        raise IndexCorruptError(f"the segments of {snapshot_dir} hold overlapping chunks: {_REBUILD_HINT}") from error
+        raise IndexCorruptError(f"the segments of {snapshot_dir} hold overlapping chunks: {REBUILD_HINT}") from error
     segment_chunk_ids = held.ids
     chunks = held.without(removed)
     gone = np.setdiff1d(held.ids, chunks.ids)
@@ -308,21 +307,18 @@ def _load_snapshot(snapshot_dir: Path, read_ahead: bool) -> Snapshot:
     return snapshot
 
 
-_REBUILD_HINT = "rebuild it with `rag index --rebuild`"
-
-
 def _read_vectors(path: Path, dim: int) -> VectorIndex:
     try:
         return VectorIndex.read(path, dim)
     except (RuntimeError, OSError, ValueError) as error:
-        raise IndexCorruptError(f"vector file {path} is missing or damaged: {_REBUILD_HINT}") from error
+        raise IndexCorruptError(f"vector file {path} is missing or damaged: {REBUILD_HINT}") from error
 
 
 def _load_array(path: Path, what: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise IndexCorruptError(f"{what} {path} missing or damaged ({error}): {_REBUILD_HINT}") from error
+        raise IndexCorruptError(f"{what} {path} missing or damaged ({error}): {REBUILD_HINT}") from error
 
 
 def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
@@ -346,7 +342,7 @@ def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
             f"{len(snapshot.chunks)} stored chunks, {snapshot.sentence_vectors.ntotal} sentence vectors, "
             f"{snapshot.lexical.size} BM25 documents, {len(snapshot.article_rows)} article vectors; the manifest "
             f"says {counts['chunks']} chunks and {counts['sentences']} sentences (failed: {'; '.join(failed)}): "
-            f"{_REBUILD_HINT}"
+            f"{REBUILD_HINT}"
         )
 
 
@@ -366,7 +362,7 @@ def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Snapshot:
     *kept, last = snapshot.manifest["segments"]
     missing = [entry["name"] for entry in kept if not (segments / entry["name"]).is_dir()]
     if missing:
-        raise IndexCorruptError(f"index at {index_dir} lacks its segment(s) {', '.join(missing)}: {_REBUILD_HINT}")
+        raise IndexCorruptError(f"index at {index_dir} lacks its segment(s) {', '.join(missing)}: {REBUILD_HINT}")
     if len(snapshot.lexical.segments) != len(snapshot.manifest["segments"]):
         raise ValueError("the BM25 segments do not match the manifest's")  # a bug, not bad input
     if not (segments / last["name"]).is_dir():

@@ -21,7 +21,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from rag.errors import IndexCorruptError
+from rag.errors import REBUILD_HINT, IndexCorruptError
 
 EXACT_UP_TO = 10_000
 GRAPH_NEIGHBOURS = 32
@@ -225,10 +225,10 @@ class _Graph:
         try:  # read, not mapped: a mapped graph's first searches each fault in its pages
             index = faiss.read_index(str(self._path))
         except RuntimeError as error:
-            raise IndexCorruptError(f"vector graph {self._path} is damaged: {_REBUILD_HINT}") from error
+            raise IndexCorruptError(f"vector graph {self._path} is damaged: {REBUILD_HINT}") from error
         if index.ntotal != len(self.ids):
             raise IndexCorruptError(f"vector graph {self._path} holds {index.ntotal} vectors, its id list "
-                                    f"{len(self.ids)}: {_REBUILD_HINT}")
+                                    f"{len(self.ids)}: {REBUILD_HINT}")
         return index
 
     @property
@@ -240,9 +240,6 @@ class _Graph:
             vectors.flags.writeable = False  # the graph never changes
             self._vectors = vectors
         return self._vectors
-
-
-_REBUILD_HINT = "rebuild the index with `rag index --rebuild`"
 
 
 def _ids_path(path: Path) -> Path:
