@@ -18,7 +18,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -73,10 +72,9 @@ class Index:
         self.config = config
         self._snapshot = snapshot
         self._swap_lock = threading.Lock()
-        # Searches run one query at a time: FAISS's and NumPy's (OpenBLAS) threads then cost
-        # more than they save, and they fight the encoder's (torch's) spinning threads for the
-        # cores: on SciFact, hybrid p95 goes from 40 ms to 22 ms with both at one thread.
-        faiss.omp_set_num_threads(1)
+        # Searches run one query at a time: NumPy's (OpenBLAS) threads then cost more than they
+        # save and fight the encoder's for the cores (on SciFact, hybrid p95 went from 40 ms to
+        # 22 ms with these and FAISS's at one thread; FAISS's are set per search, rag.vectors).
         threadpool_limits(1, user_api="blas")
 
     @classmethod

@@ -14,8 +14,11 @@ candidates are read back by id. Recall@10 against exact search is measured by be
 from __future__ import annotations
 
 import math
+import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -170,7 +173,8 @@ class VectorIndex:
         graph = faiss.IndexHNSWFlat(self.dim, GRAPH_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = GRAPH_CONSTRUCTION_DEPTH
         index = faiss.IndexIDMap2(graph)
-        index.add_with_ids(self.vectors_of(ids), ids)
+        with _faiss_threads(_cores()):
+            index.add_with_ids(self.vectors_of(ids), ids)
         return VectorIndex(self.dim, graph=_Graph(ids, index=index))
 
     def search(self, query: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
@@ -178,9 +182,10 @@ class VectorIndex:
         ids when given. A graph is searched exactly when the allowed ids are few enough."""
         if self.is_graph and allowed is not None and len(allowed) <= EXACT_UP_TO:
             return _exact_top(self.vectors_of(allowed) @ query, allowed, depth)
-        found = [_search(self._main, query, depth, _selectors(allowed, self._dead_selectors), self.is_graph)]
-        if self.tail.ntotal:
-            found.append(_search(self.tail, query, depth, _selectors(allowed, ()), graph=False))
+        with _faiss_threads(1):  # one query: more threads cost more than they save
+            found = [_search(self._main, query, depth, _selectors(allowed, self._dead_selectors), self.is_graph)]
+            if self.tail.ntotal:
+                found.append(_search(self.tail, query, depth, _selectors(allowed, ()), graph=False))
         ids = np.concatenate([ids for ids, _ in found])
         return _exact_top(np.concatenate([scores for _, scores in found]), ids, depth)
 
@@ -240,6 +245,24 @@ class _Graph:
             vectors.flags.writeable = False  # the graph never changes
             self._vectors = vectors
         return self._vectors
+
+
+@contextmanager
+def _faiss_threads(count: int) -> Iterator[None]:
+    """Run FAISS on `count` threads in the calling thread, then as before. OpenMP keeps the
+    count per thread, so a process-wide setting does not reach a web server's worker threads:
+    there, one query searched on two FAISS threads read hybrid p95 36-40 ms against 18 ms on
+    one (100k chunks); a graph of 40k vectors built in 17-18 s on two against 29-31 s on one."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _ids_path(path: Path) -> Path:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
+import faiss
 import numpy as np
 import pytest
 
+import rag.vectors
 from rag.errors import IndexCorruptError
 from rag.vectors import VectorIndex
 
@@ -140,3 +144,23 @@ def test_a_graph_read_ahead_searches_alike_and_reports_damage_to_the_search(tmp_
     damaged.read_ahead()
     with pytest.raises(IndexCorruptError, match=r"vector graph .*v.faiss is damaged: rebuild the index"):
         damaged.search(vectors[5], 10, None)
+
+
+def test_a_search_runs_faiss_on_one_thread_in_any_thread_and_leaves_its_count_alone(monkeypatch, small_threshold):
+    """OpenMP keeps FAISS's thread count per thread: a web server's worker thread searched on
+    every core until each search set its own (p95 twice as long at 100k chunks)."""
+    graph, vectors, _ = graph_of(2000)
+    seen, original = [], rag.vectors._search
+    monkeypatch.setattr(rag.vectors, "_search", lambda *args, **kwargs: (
+        seen.append(faiss.omp_get_max_threads()), original(*args, **kwargs))[1])
+    after: list[int] = []
+
+    def in_a_worker() -> None:
+        faiss.omp_set_num_threads(2)
+        graph.search(vectors[0], 10, None)
+        after.append(faiss.omp_get_max_threads())
+
+    worker = threading.Thread(target=in_a_worker)
+    worker.start()
+    worker.join()
+    assert seen == [1] and after == [2]
