@@ -38,6 +38,7 @@ import gc
 import json
 import logging
 import os
+import shlex
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -214,11 +215,25 @@ def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
         ) from error
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
+        index_dir = snapshot_dir.parent.parent
+        folders = _source_folders(manifest)
+        fix = (f"rebuild it from the folders its articles came from: `rag index --rebuild --index "
+               f"{shlex.quote(str(index_dir))} {' '.join(map(shlex.quote, folders))}`" if folders else REBUILD_HINT)
         raise IndexCorruptError(
-            f"index at {snapshot_dir.parent.parent} has format version {version!r}; this version of "
-            f"rag reads format {FORMAT_VERSION}: {REBUILD_HINT}"
+            f"index at {index_dir} has format version {version!r}; this version of rag reads format "
+            f"{FORMAT_VERSION}: {fix}"
         )
     return manifest
+
+
+def _source_folders(manifest: dict[str, Any]) -> list[str]:
+    """The folders of the article files an index (of any format) lists: what a rebuild must
+    be given, since `rag index --rebuild` alone reads seeds/ only."""
+    articles = manifest.get("articles")
+    if not isinstance(articles, dict):
+        return []
+    return sorted({str(Path(entry["source"]).parent) for entry in articles.values()
+                   if isinstance(entry, dict) and isinstance(entry.get("source"), str)})
 
 
 def check_compatible(manifest: dict[str, Any], embedder: Embedder, config: Config, path: Path) -> None:

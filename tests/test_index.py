@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -323,13 +324,19 @@ def test_incremental_update_refuses_another_model_but_rebuild_accepts_it(fake_in
     assert build_index([seeds_copy], fake_index, embedder=HashingEmbedder(dim=32), rebuild=True).added
 
 
-def test_unknown_format_version_is_refused(fake_index):
+def test_unknown_format_version_is_refused_with_the_rebuild_that_keeps_its_articles(fake_index, seeds_copy):
+    """`rag index --rebuild` alone reads seeds/ only: the message names the folders the
+    index's articles came from, and that command rebuilds them all."""
     manifest_path = current_snapshot_dir(fake_index) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["format_version"] = 99
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(IndexCorruptError, match=rf"format version 99; this version of rag reads format {FORMAT_VERSION}: rebuild"):
+    expected = f"`rag index --rebuild --index {fake_index} {seeds_copy.resolve()}`"
+    with pytest.raises(IndexCorruptError, match=rf"format version 99; this version of rag reads format "
+                                                 rf"{FORMAT_VERSION}: rebuild it from the folders its articles came "
+                                                 rf"from: {re.escape(expected)}"):
         open_index(fake_index)
+    assert len(build_index([seeds_copy.resolve()], fake_index, embedder=CountingEmbedder(), rebuild=True).added) == 5
 
 
 def _count_one_chunk_more(version: Path) -> None:
