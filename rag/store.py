@@ -308,8 +308,8 @@ def _load_snapshot(snapshot_dir: Path, read_ahead: bool) -> Snapshot:
     except ValueError as error:
         raise IndexCorruptError(f"the segments of {snapshot_dir} hold overlapping chunks: {REBUILD_HINT}") from error
     segment_chunk_ids = held.ids
-    chunks = held.without(removed)
-    gone = np.setdiff1d(held.ids, chunks.ids)
+    gone = removed[np.isin(removed, held.ids)]  # numpy's set difference hashes every id
+    chunks = held.without(gone)
     if len(gone):
         chunk_index.remove(gone)
         sentence_index.remove(held.sentence_ids_of(gone))  # a removed chunk's article went whole
