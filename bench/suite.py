@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+import rag.vectors
 from rag import Config, Index
 from rag.beir import cached_index, corpus_path, load_corpus, load_qrels, load_queries
 from rag.chunking import split_article
@@ -139,7 +140,8 @@ def copies(articles: list[Article], chunks_wanted: int, chunks_per_article: floa
             for i in range(count)]
 
 
-def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str], path: Path) -> tuple[Index, dict]:
+def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str], path: Path,
+               factors: Sequence[float]) -> tuple[Index, dict]:
     started = time.perf_counter()
     index_articles(articles, path, replay)
     build = time.perf_counter() - started
@@ -166,26 +168,60 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
         rank_chunks(snapshot, vector, terms(query), 10, SearchFilter(), index.config)
     batched = len(queries) / (time.perf_counter() - started)
     depth = index.config.candidates  # as retrieval searches: chunks at this depth, sentences at twice it
-    recall = {name: graph_recall_at_10(getattr(snapshot, f"{name}_vectors"), query_vectors[:100], depth * factor)
-              for name, factor in (("chunk", 1), ("sentence", 2))}
+    graphs = {name: (getattr(snapshot, f"{name}_vectors"), times) for name, times in (("chunk", 1), ("sentence", 2))}
+    exact = {name: exact_top_10(graph, query_vectors[:100]) for name, (graph, _) in graphs.items()}
+    recall = {name: graph_recall_at_10(graph, query_vectors[:100], depth * times, exact[name])
+              for name, (graph, times) in graphs.items()}
     disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    other_factors = sweep_search_factors(index, queries, query_vectors[:100], graphs, exact, factors)
     return index, {
         "chunks": chunks, "sentences": index.manifest["counts"]["sentences"], "build_s": round(build, 1),
         "vector_search": index.manifest["vector_search"], "recall@10_vs_exact": recall,
+        **({"other_search_factors": other_factors} if other_factors else {}),
         "search": percentiles(samples), "ask": percentiles(asked), "batched_queries_per_s": round(batched, 1),
         "disk_bytes_per_chunk": round(disk / chunks), "memory_bytes_per_chunk": round(in_memory * 2**20 / chunks),
     }
 
 
-def graph_recall_at_10(index: VectorIndex, queries: np.ndarray, depth: int) -> float | None:
-    """Share of the exact top 10 in the top 10 of the index's own search at the depth
-    retrieval asks for, which sets the graph's efSearch (None: the index is exact)."""
+def exact_top_10(index: VectorIndex, queries: np.ndarray) -> np.ndarray | None:
+    """Each query's exact top 10 ids by inner product (None: the index is exact already)."""
     if not index.is_graph:
         return None
     ids = index.ids()
-    exact = ids[np.argsort(-(index.vectors_of(ids) @ queries.T), axis=0)[:10].T]
+    return ids[np.argsort(-(index.vectors_of(ids) @ queries.T), axis=0)[:10].T]
+
+
+def graph_recall_at_10(index: VectorIndex, queries: np.ndarray, depth: int, exact: np.ndarray | None) -> float | None:
+    """Share of the exact top 10 in the top 10 of the index's own search at the depth
+    retrieval asks for, which sets the graph's efSearch (None: the index is exact)."""
+    if exact is None:
+        return None
     found = [set(index.search(query, depth, None)[:10].tolist()) for query in queries]
     return round(float(np.mean([len(f & set(e.tolist())) / 10 for f, e in zip(found, exact, strict=True)])), 4)
+
+
+def sweep_search_factors(index: Index, queries: list[str], query_vectors: np.ndarray,
+                         graphs: dict[str, tuple[VectorIndex, int]], exact: dict[str, np.ndarray | None],
+                         factors: Sequence[float]) -> dict[str, dict]:
+    """What-if for the graphs' efSearch: recall@10 against exact search and hybrid search
+    latency (100 queries) with `rag.vectors.GRAPH_SEARCH_FACTOR` set to each factor."""
+    if not factors or all(top is None for top in exact.values()):
+        return {}
+    shipped, results, depth = rag.vectors.GRAPH_SEARCH_FACTOR, {}, index.config.candidates
+    try:
+        for factor in factors:
+            rag.vectors.GRAPH_SEARCH_FACTOR = factor
+            recall = {name: graph_recall_at_10(graph, query_vectors, depth * times, exact[name])
+                      for name, (graph, times) in graphs.items()}
+            samples = []
+            for query in queries[:100]:
+                started = time.perf_counter()
+                index.search(query, k=10)
+                samples.append((time.perf_counter() - started) * 1000)
+            results[f"{factor:g}x"] = {"recall@10_vs_exact": recall, "search": percentiles(samples)}
+    finally:
+        rag.vectors.GRAPH_SEARCH_FACTOR = shipped
+    return results
 
 
 def bench_updates(index: Index, fresh: list[Article], folder: Path) -> dict[str, float]:
@@ -246,6 +282,8 @@ def main() -> None:
     parser.add_argument("--index-docs", type=int, default=0,
                         help="SciFact documents indexed for real (0: all, as the framework comparison does)")
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--search-factors", type=float, nargs="*", default=[],
+                        help="also measure graph recall and search latency at these efSearch factors (what-if)")
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -263,7 +301,7 @@ def main() -> None:
         sizes = {}
         for size in args.sizes:
             index, sizes[str(size)] = bench_size(copies(base, size, chunks_per_article), replay, queries,
-                                                 workdir / f"size-{size}")
+                                                 workdir / f"size-{size}", args.search_factors)
             if len(sizes) == 1:
                 results["cold_start"] = bench_cold_start(index.path, queries[0])
                 print_section("cold start", results["cold_start"])
