@@ -91,19 +91,22 @@ class ReplayEncoder:
         return self.real.count_tokens(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        rows = []
-        for text in texts:
+        rows = np.empty((len(texts), self.dim), dtype=np.float32)  # filled in place: 1M chunks' worth is GBs
+        for row, text in enumerate(texts):
             self.seen[text] += 1
             base = self.vectors.get(text)
             seed = int.from_bytes(hashlib.blake2b(f"{self.seen[text]}:{text}".encode(), digest_size=8).digest(), "little")
-            noise = np.random.default_rng(seed).normal(0, 0.02, self.dim).astype(np.float32)
-            vector = (base if base is not None else np.zeros(self.dim, dtype=np.float32)) + noise
-            rows.append(vector / np.linalg.norm(vector))
-        return np.array(rows, dtype=np.float32).reshape(-1, self.dim)
+            rows[row] = np.random.default_rng(seed).normal(0, 0.02, self.dim)
+            if base is not None:
+                rows[row] += base
+            rows[row] /= np.linalg.norm(rows[row])
+        return rows
 
     def embed_pooled(self, texts: Sequence[str], groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         vectors = self.embed(texts)
-        pooled = np.array([vectors[list(group)].mean(axis=0) for group in groups], dtype=np.float32)
+        pooled = np.empty((len(groups), self.dim), dtype=np.float32)
+        for row, group in enumerate(groups):
+            pooled[row] = vectors[list(group)].mean(axis=0)
         return vectors, pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
 

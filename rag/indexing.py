@@ -225,7 +225,15 @@ def _next_snapshot(previous: Snapshot | None, embedded: list[Article], split: li
     vectors, stale = _without_articles(previous, gone, embedder.dim, copy=previous_in_use)
     first_chunk = previous.manifest["next_ids"]["chunk"] if previous else 0
     first_sentence = previous.manifest["next_ids"]["sentence"] if previous else 0
-    new_chunks = _add_articles(vectors, split, chunk_vectors, sentence_vectors, first_chunk, first_sentence)
+    chunk_ids = np.arange(first_chunk, first_chunk + len(chunk_vectors))
+    sentence_ids = np.arange(first_sentence, first_sentence + len(sentence_vectors))
+    if previous is None:  # a new index: its one base segment is built straight from the vectors
+        vectors.chunks = VectorIndex.of(chunk_vectors, chunk_ids)
+        vectors.sentences = VectorIndex.of(sentence_vectors, sentence_ids)
+    elif len(chunk_ids):
+        vectors.chunks.add(chunk_vectors, chunk_ids)
+        vectors.sentences.add(sentence_vectors, sentence_ids)
+    new_chunks = _add_records(vectors, split, first_chunk, first_sentence)
     article_vectors, article_rows = _article_vectors(previous, split, chunk_vectors, embedder.dim)
     article_rows = {article_id: row for article_id, row in article_rows.items() if article_id in entries}
     rebase = vectors.chunks.needs_rebase or vectors.sentences.needs_rebase
@@ -247,7 +255,7 @@ def _next_snapshot(previous: Snapshot | None, embedded: list[Article], split: li
     for article, part in zip(embedded, split, strict=True):  # the others keep their count
         entries[article.id]["chunks"] = len(part.chunks)
     next_ids = {"chunk": first_chunk + len(new_chunks), "sentence": first_sentence + len(sentence_vectors)}
-    if rebase or previous is None:  # a base segment is a graph if it holds more than EXACT_UP_TO vectors
+    if rebase:  # a base segment is a graph if it holds more than EXACT_UP_TO vectors
         vectors = _Vectors(vectors.chunks.rebased(), vectors.sentences.rebased(), vectors.stored)
     return Snapshot(manifest=_manifest(vectors, embedder, config, entries, next_ids, segments),
                     chunk_vectors=vectors.chunks, sentence_vectors=vectors.sentences,
@@ -282,13 +290,10 @@ def _without_articles(previous: Snapshot | None, gone: set[str], dim: int,
     return vectors, stale
 
 
-def _add_articles(vectors: _Vectors, split: list[ChunkedArticle], chunk_vectors: np.ndarray,
-                  sentence_vectors: np.ndarray, first_chunk: int, first_sentence: int) -> list[StoredChunk]:
-    """Add the newly split articles with ids from `first_chunk` and `first_sentence` on;
-    returns their chunks in id order."""
-    if len(chunk_vectors):
-        vectors.chunks.add(chunk_vectors, np.arange(first_chunk, first_chunk + len(chunk_vectors)))
-        vectors.sentences.add(sentence_vectors, np.arange(first_sentence, first_sentence + len(sentence_vectors)))
+def _add_records(vectors: _Vectors, split: list[ChunkedArticle], first_chunk: int,
+                 first_sentence: int) -> list[StoredChunk]:
+    """Add the records of the newly split articles' chunks, with ids from `first_chunk` and
+    `first_sentence` on; returns their chunks in id order."""
     added = []
     sentence_cursor = first_sentence
     for part in split:
@@ -371,23 +376,26 @@ def _embed_articles(articles: list[Article], split: list[ChunkedArticle], embedd
     encode = {"sentences": _encode_sentences, "late": _encode_late, "separate": _encode_separately}[config.encoding]
     sizes = [_texts_encoded(part, config) for part in split]
     done, total = 0, sum(sizes)
-    chunk_parts, sentence_parts = [np.zeros((0, embedder.dim), dtype=np.float32)], [np.zeros((0, embedder.dim), dtype=np.float32)]
+    # filled in place, not concatenated from parts: at a million chunks each copy is gigabytes
+    chunk_vectors = np.empty((sum(len(part.chunks) for part in split), embedder.dim), dtype=np.float32)
+    sentence_vectors = np.empty((sum(len(part.sentences) for part in split), embedder.dim), dtype=np.float32)
     if progress:
         progress(0, total)
-    start = 0
+    start = chunk_row = sentence_row = 0
     while start < len(split):
         end, batch = start, 0
         while end < len(split) and (end == start or batch < _EMBED_BATCH):  # whole articles, ~64 texts
             batch += sizes[end]
             end += 1
-        chunk_vectors, sentence_vectors = encode(articles[start:end], split[start:end], embedder)
-        chunk_parts.append(chunk_vectors)
-        sentence_parts.append(sentence_vectors)
+        chunk_part, sentence_part = encode(articles[start:end], split[start:end], embedder)
+        chunk_vectors[chunk_row:chunk_row + len(chunk_part)] = chunk_part
+        sentence_vectors[sentence_row:sentence_row + len(sentence_part)] = sentence_part
+        chunk_row, sentence_row = chunk_row + len(chunk_part), sentence_row + len(sentence_part)
         done += batch
         if progress:
             progress(done, total)
         start = end
-    return np.concatenate(chunk_parts), np.concatenate(sentence_parts)
+    return chunk_vectors[:chunk_row], sentence_vectors[:sentence_row]
 
 
 def _texts_encoded(part: ChunkedArticle, config: Config) -> int:

@@ -45,6 +45,18 @@ def test_an_index_past_the_threshold_becomes_a_graph_that_finds_the_exact_neighb
     assert np.mean(found) >= 9.5
 
 
+def test_an_index_made_straight_from_vectors_is_exact_or_a_graph_by_the_same_threshold(small_threshold):
+    """What a new index's base segment is built with, without an exact copy first."""
+    assert VectorIndex.of(unit_vectors(400, seed=1), np.arange(400)).kind() == "exact"
+    vectors, ids = unit_vectors(2000, seed=1), np.arange(10, 2010, dtype=np.int64)
+    graph = VectorIndex.of(vectors, ids)
+    assert graph.kind().startswith("hnsw") and graph.ntotal == 2000 and not graph.needs_rebase
+    assert np.array_equal(graph.ids(), ids) and np.array_equal(graph.vectors_of(ids[::-7]), vectors[::-7])
+    queries = unit_vectors(20, seed=2)
+    found = [len(set(graph.search(q, 10, None).tolist()) & set(exact_top(vectors, ids, q, 10))) for q in queries]
+    assert np.mean(found) >= 9.5
+
+
 def test_a_graph_takes_additions_in_its_tail_and_never_returns_what_was_removed(small_threshold):
     graph, vectors, ids = graph_of(2000)
     extra = unit_vectors(5, seed=3)
