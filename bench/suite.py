@@ -16,7 +16,10 @@ Prints a table for people and writes JSON for machines to bench/results/suite-<t
   encoding included), and queries/s with the queries encoded in one batch; ask: extractive.
 - Updates, at each size: adding 1 and 100 new article files (encoded for real) and removing
   1, with `Index.update` in the warm process; adding 1 with a new `rag index` process.
-- Cold start: a new `rag ask` process on the index at the smallest size, to its answer.
+- Cold start: a new `rag ask` process on the index at the smallest size (after its updates,
+  with the warm index out of memory), to its answer.
+
+The JSON is rewritten after each size, so a long run keeps what it measured if it stops.
 """
 
 from __future__ import annotations
@@ -295,34 +298,39 @@ def main() -> None:
     queries = list(load_queries(args.scifact, load_qrels(args.scifact, "train")).values())[: args.queries]
     results: dict[str, object] = {"machine": machine(), "started": dt.datetime.now().isoformat(timespec="seconds")}
     workdir = Path(tempfile.mkdtemp(prefix="rag-bench-"))
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / f"suite-{dt.datetime.now():%Y%m%dT%H%M%S}.json"
     try:
         results["indexing"] = bench_indexing(base[: args.index_docs or None], workdir)
         print_section("indexing", results["indexing"])
         replay = ReplayEncoder(replay_vectors(args.scifact, args.cache), TokenTally(default_embedder()))
         base_index = cached_index(args.scifact, args.cache, default_embedder(), Config())
         chunks_per_article = base_index.manifest["counts"]["chunks"] / base_index.manifest["counts"]["articles"]
-        sizes = {}
+        results["sizes"] = sizes = {}
         for size in args.sizes:
             index, sizes[str(size)] = bench_size(copies(base, size, chunks_per_article), replay, queries,
                                                  workdir / f"size-{size}", args.search_factors)
-            if len(sizes) == 1:
-                results["cold_start"] = bench_cold_start(index.path, queries[0])
-                print_section("cold start", results["cold_start"])
             print_section(f"{size} chunks", sizes[str(size)])
+            save(results, out)  # what a long run measured survives its end
             fresh = [replace(article, id=f"{article.id}-new") for article in base[-102:]]
             updates = bench_updates(index, fresh, workdir / f"new-{size}")
             index_dir, index = index.path, None  # the warm index leaves memory before a new process loads it
             updates["add_1_cli_s"] = bench_cli_add(index_dir, fresh[101], workdir / f"new-{size}")
             sizes[str(size)]["updates"] = updates
             print_section(f"{size} chunks: updates", updates)
+            save(results, out)
+            if len(sizes) == 1:  # on the smallest size, after its updates
+                results["cold_start"] = bench_cold_start(index_dir, queries[0])
+                print_section("cold start", results["cold_start"])
             shutil.rmtree(index_dir, ignore_errors=True)
-        results["sizes"] = sizes
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    args.results.mkdir(parents=True, exist_ok=True)
-    out = args.results / f"suite-{dt.datetime.now():%Y%m%dT%H%M%S}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    save(results, out)
     print(f"\n{results['machine']}\nJSON: {out}")
+
+
+def save(results: dict[str, object], out: Path) -> None:
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def print_section(title: str, values: dict[str, object]) -> None:
