@@ -6,6 +6,7 @@ Indexes are built with the hashing fake; the browser tests in tests/e2e drive th
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import html
 import logging
 import re
@@ -462,6 +463,16 @@ def test_serve_refuses_an_open_address_before_listening(workspace: Workspace,
     monkeypatch.delenv("RAG_UI_PASSWORD", raising=False)
     with pytest.raises(RagError, match="serving on 0.0.0.0 makes the page reachable"):
         serve(workspace.index, workspace.seeds_dir, host="0.0.0.0", port=free_port())
+
+
+def test_serve_freezes_what_it_loaded_before_listening(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    frozen_at_launch = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **options: frozen_at_launch.append(gc.get_freeze_count()))
+    try:
+        serve(workspace.index, workspace.seeds_dir, port=free_port())
+    finally:
+        gc.unfreeze()
+    assert frozen_at_launch and frozen_at_launch[0] > 0
 
 
 @pytest.mark.parametrize("available", [False, True])
