@@ -1,7 +1,9 @@
 """The speed suite: indexing, search and ask latency at growing sizes, cold start, updates, size.
 
     .venv/bin/python bench/suite.py --scifact ../shared/eval/scifact                # 10k and 100k chunks
-    .venv/bin/python bench/suite.py --scifact ../shared/eval/scifact --sizes 10000 100000 1000000
+    .venv/bin/python bench/suite.py --scifact ../shared/eval/scifact --index-docs 300 --sizes 1000000
+
+(1M chunks: about 37 minutes and a peak of 20 GB of RSS here.)
 
 Prints a table for people and writes JSON for machines to bench/results/suite-<time>.json.
 
@@ -16,6 +18,8 @@ Prints a table for people and writes JSON for machines to bench/results/suite-<t
   encoding included), and queries/s with the queries encoded in one batch; ask: extractive.
 - Updates, at each size: adding 1 and 100 new article files (encoded for real) and removing
   1, with `Index.update` in the warm process; adding 1 with a new `rag index` process.
+- `--search-factors 3 6 12`: recall and search latency again with the graphs' efSearch at
+  those multiples of the depth (rag searches at 1.5), a what-if for choosing the setting.
 - Cold start: a new `rag ask` process on the index at the smallest size (after its updates,
   with the warm index out of memory), to its answer.
 
