@@ -1,3 +1,4 @@
+import gc
 import json
 import re
 import shutil
@@ -613,3 +614,26 @@ def test_a_graph_keeps_its_tail_and_removals_through_compaction_until_they_pass_
     [rebuilt] = segment_names(index_dir)
     assert not list((index_dir / "segments" / rebuilt).glob("*.tail.faiss"))
     assert index.search("Late report 3 about ships", k=1)[0].chunk.article_id == "late03"
+
+
+def test_updates_and_searches_leave_no_cyclic_garbage(fake_index, seeds_copy):
+    """The web page freezes what it loaded out of the collector's scans (ui/app.py::serve),
+    which keeps nothing alive only while a replaced snapshot is freed by reference counts."""
+    index = open_index(fake_index)
+    index.ask("How many ships has the defence industry built?")
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds unreachable is kept in gc.garbage
+    try:
+        for number in range(2):
+            (seeds_copy / f"new{number}.txt").write_text(NEW_ARTICLE.replace("40", str(40 + number)))
+            assert index.update([seeds_copy]).added == [f"new{number}"]
+            index.search("patrol vessel Hai Phong", k=5)
+            index.ask("Which shipyard launched a patrol vessel?")
+        (seeds_copy / "new0.txt").unlink()
+        assert index.update([seeds_copy]).removed == ["new0"]
+        gc.collect()
+        garbage = [type(thing).__name__ for thing in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert garbage == []
