@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,6 +72,16 @@ def machine() -> dict[str, object]:
 
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     return {f"p{q}_ms": round(float(np.percentile(samples, q)), 2) for q in (50, 95, 99)}
+
+
+def latency(action: Callable[[str], object], queries: Sequence[str]) -> dict[str, float]:
+    """p50/p95/p99 in ms of `action` run on one query at a time."""
+    samples = []
+    for query in queries:
+        started = time.perf_counter()
+        action(query)
+        samples.append((time.perf_counter() - started) * 1000)
+    return percentiles(samples)
 
 
 def rss_mb() -> float:
@@ -161,16 +171,8 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
     for query in queries[:20]:
         index.search(query, k=10)  # warm; the first search also reads the vector graphs
     in_memory = rss_mb() - before
-    samples = []
-    for query in queries:
-        started = time.perf_counter()
-        index.search(query, k=10)
-        samples.append((time.perf_counter() - started) * 1000)
-    asked = []
-    for query in queries[:100]:
-        started = time.perf_counter()
-        index.ask(query)
-        asked.append((time.perf_counter() - started) * 1000)
+    search = latency(lambda query: index.search(query, k=10), queries)
+    ask = latency(index.ask, queries[:100])
     started = time.perf_counter()
     query_vectors = replay.real.inner.embed(queries)
     snapshot = index._snapshot
@@ -188,7 +190,7 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
         "chunks": chunks, "sentences": index.manifest["counts"]["sentences"], "build_s": round(build, 1),
         "vector_search": index.manifest["vector_search"], "recall@10_vs_exact": recall,
         **({"other_search_factors": other_factors} if other_factors else {}),
-        "search": percentiles(samples), "ask": percentiles(asked), "batched_queries_per_s": round(batched, 1),
+        "search": search, "ask": ask, "batched_queries_per_s": round(batched, 1),
         "disk_bytes_per_chunk": round(disk / chunks), "memory_bytes_per_chunk": round(in_memory * 2**20 / chunks),
     }
 
@@ -223,12 +225,8 @@ def sweep_search_factors(index: Index, queries: list[str], query_vectors: np.nda
             rag.vectors.GRAPH_SEARCH_FACTOR = factor
             recall = {name: graph_recall_at_10(graph, query_vectors, depth * times, exact[name])
                       for name, (graph, times) in graphs.items()}
-            samples = []
-            for query in queries[:100]:
-                started = time.perf_counter()
-                index.search(query, k=10)
-                samples.append((time.perf_counter() - started) * 1000)
-            results[f"{factor:g}x"] = {"recall@10_vs_exact": recall, "search": percentiles(samples)}
+            search = latency(lambda query: index.search(query, k=10), queries[:100])
+            results[f"{factor:g}x"] = {"recall@10_vs_exact": recall, "search": search}
     finally:
         rag.vectors.GRAPH_SEARCH_FACTOR = shipped
     return results
