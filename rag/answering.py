@@ -95,7 +95,7 @@ def score_sentences(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarra
     seen: dict[int, ScoredSentence] = {}
     for hit in hits:
         for chunk in (hit.chunk, *hit.corroborating):
-            stored = snapshot.chunks.by_hash(chunk.chunk_id)
+            stored = snapshot.chunks.of(chunk)
             fresh = [(s, span) for s, span in zip(stored.sentence_ids, stored.sentence_spans, strict=True)
                      if s not in seen]
             if not fresh:

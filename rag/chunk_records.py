@@ -180,12 +180,13 @@ class ChunkRecords(Mapping[int, StoredChunk]):
         return {name: ordered[bounds[i] : bounds[i + 1]] for i, name in enumerate(grouped[starts].tolist())}
 
     @cached_property
-    def _id_of_hash(self) -> dict[str, int]:
-        return dict(zip(self.hashes.tolist(), self.ids.tolist(), strict=True))
+    def _id_of_hash(self) -> dict[tuple[str, str], int]:
+        return dict(zip(zip(self.article_ids.tolist(), self.hashes.tolist()), self.ids.tolist(), strict=True))
 
-    def by_hash(self, content_hash: str) -> StoredChunk:
-        """The chunk with this content hash: the chunk id that hits carry."""
-        return self[self._id_of_hash[content_hash]]
+    def of(self, chunk: Chunk) -> StoredChunk:
+        """The stored record of a chunk a hit carries. Keyed by article and content hash: two
+        articles with the same text (a syndicated copy) have chunks of the same hash."""
+        return self[self._id_of_hash[chunk.article_id, chunk.chunk_id]]
 
     def __getitem__(self, chunk_id: int) -> StoredChunk:
         cached = self._cache.get(chunk_id)

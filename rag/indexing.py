@@ -66,6 +66,7 @@ class UpdateReport:
     unchanged: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    same_text: dict[str, str] = field(default_factory=dict)
     chunks_embedded: int = 0
     sentences_embedded: int = 0
 
@@ -74,10 +75,11 @@ class UpdateReport:
         return bool(self.added or self.updated or self.removed)
 
     def summary(self) -> str:
+        copies = "".join(f"; {copy} has the same text as {original}" for copy, original in self.same_text.items())
         return (
             f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
             f"{len(self.unchanged)} unchanged, {len(self.failed)} failed "
-            f"({self.chunks_embedded} chunks, {self.sentences_embedded} sentences embedded)"
+            f"({self.chunks_embedded} chunks, {self.sentences_embedded} sentences embedded){copies}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -88,6 +90,7 @@ class UpdateReport:
             "unchanged": self.unchanged,
             "failed": self.failed,
             "skipped": self.skipped,
+            "same_text": self.same_text,
             "chunks_embedded": self.chunks_embedded,
             "sentences_embedded": self.sentences_embedded,
         }
@@ -162,6 +165,16 @@ def _write_lock(path: Path, timeout: float) -> Iterator[None]:
         lock.release()
 
 
+def _same_text(embedded: list[Article], entries: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Each newly embedded article whose text equals an indexed one's (a syndicated copy), and
+    the first such article: answers cite the copy as a retelling, and the reader is told."""
+    first_of_hash: dict[str, str] = {}
+    for article_id in sorted(entries):
+        first_of_hash.setdefault(entries[article_id]["content_hash"], article_id)
+    return {article.id: first_of_hash[article.content_hash] for article in embedded
+            if first_of_hash[article.content_hash] != article.id}
+
+
 def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: Embedder, config: Config,
                    previous: Snapshot | None, progress: ProgressCallback | None,
                    remove: frozenset[str] = frozenset(), previous_in_use: bool = False,
@@ -195,6 +208,7 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
                                     and Path(entry["source"]) not in loaded.failures):
             report.removed.append(article_id)
             del entries[article_id]
+    report.same_text = _same_text(to_embed, entries)
     if previous is not None and not report.changed and not moved:
         return report, None
 

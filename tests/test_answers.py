@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rag import Config, HashingEmbedder, Index, QueryError
+from rag import Config, HashingEmbedder, Index, QueryError, build_index
 from rag.answering import NOT_ANSWERED
 from rag.evaluation import evaluate_answers, load_questions
 
@@ -141,3 +141,22 @@ def test_hybrid_search_collapses_the_other_outlet_into_corroboration(real):
     assert [c.article_id for c in top.corroborating] == sorted(retellings - {top.chunk.article_id})  # it corroborates...
     retelling = top.corroborating[0]
     assert retelling.chunk_id not in {h.chunk.chunk_id for h in hits}  # ...and takes no slot of its own
+
+
+def test_an_article_copied_under_another_name_is_reported_and_cited_once_as_a_retelling(seeds_copy, tmp_path):
+    """Syndicated copies are common: the same text under two names used to crash every answer
+    that reached it (KeyError in score_sentences)."""
+    original = "004_0ad313e58527b596"
+    (seeds_copy / "syndicated.txt").write_bytes((seeds_copy / f"{original}.txt").read_bytes())
+    report = build_index([seeds_copy], tmp_path / "dup", embedder=HashingEmbedder())
+    assert report.same_text == {"syndicated": original}
+    assert f"syndicated has the same text as {original}" in report.summary()
+    index = Index.open(tmp_path / "dup", embedder=HashingEmbedder())
+    answer = index.ask("How many military vessels has the General Department of Defence Industry repaired?")
+    assert not answer.abstained
+    quoted = [sentence.text for sentence in answer.sentences]
+    assert len(quoted) == len(set(quoted)), "a copied sentence is said once"
+    for sentence in answer.sentences:
+        articles = {c.article_id for c in answer.citations if c.n in sentence.citations}
+        if articles & {original, "syndicated"}:
+            assert articles >= {original, "syndicated"}, "the copy is cited beside the original"

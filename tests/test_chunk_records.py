@@ -32,7 +32,7 @@ def test_records_read_back_as_written(tmp_path: Path, originals):
     records = ChunkRecords.read(tmp_path)
     assert list(records) == [0, 1, 2, 3]
     assert {chunk_id: records[chunk_id] for chunk_id in records} == originals
-    assert records.by_hash("hash0001") == originals[1]
+    assert records.of(originals[1].chunk) == originals[1]
     assert {article: ids.tolist() for article, ids in records.ids_by_article.items()} == \
         {"a": [0, 3], "b": [1], "undated": [2]}
     assert records.sentence_offsets.tolist() == [0, 2, 5, 6, 8]
@@ -59,3 +59,12 @@ def test_without_and_concat_keep_columns_and_records_aligned(tmp_path: Path, ori
 def test_ids_must_ascend(originals):
     with pytest.raises(ValueError, match="ascending"):
         ChunkRecords.concat([ChunkRecords.from_stored({3: originals[3]}), ChunkRecords.from_stored({0: originals[0]})])
+
+
+def test_chunks_of_the_same_text_in_two_articles_are_told_apart(originals):
+    """A syndicated copy has chunks of the same content hash as its original."""
+    copy = stored(1, "copy", 9, 3)
+    records = ChunkRecords.from_stored({**originals, 4: copy})
+    assert copy.chunk.chunk_id == originals[1].chunk.chunk_id
+    assert records.of(copy.chunk).sentence_ids == (9, 10, 11)
+    assert records.of(originals[1].chunk).sentence_ids == (2, 3, 4)

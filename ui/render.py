@@ -159,6 +159,8 @@ def render_update(intake: Sequence[IntakeResult], report: UpdateReport | None, s
     lines = [f"<li class='{result.status}'>{_escape(result.message)}</li>" for result in intake]
     if report is not None:
         lines.extend(f"<li class='refused'>{_escape(message)}</li>" for message in report.failed)
+        lines.extend(f"<li class='same-text'>{_escape(copy)} has the same text as {_escape(original)}: answers "
+                     "cite it beside the original as a retelling</li>" for copy, original in report.same_text.items())
     summary = f"<p class='switched'>{_escape(switched)}</p>" if switched else ""
     return summary + (f"<ul class='intake'>{''.join(lines)}</ul>" if lines else "")
 
