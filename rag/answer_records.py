@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AnswerMode = Literal["extractive", "llm"]
+# "answered": the passages hold the answer; "hedged": the closest evidence, which may not
+# answer the question directly; "not_found": nothing in the articles is on the question's topic.
+Outcome = Literal["answered", "hedged", "not_found"]
 
 
 def _iso(date: dt.date | None) -> str | None:
@@ -87,27 +90,41 @@ class RelatedPassage:
 
 @dataclass(frozen=True)
 class Answer:
-    """An answer with inline [n] markers, its citations, or an abstention with related reading."""
+    """An answer with inline [n] markers, its citations, or an abstention with related reading.
+
+    `signals` are the measures the outcome was decided on (rag.answerability), and
+    `corrections` the typed words read as others ("meting" -> "meet").
+    """
 
     question: str
     answer: str
-    abstained: bool
+    outcome: Outcome
     mode: AnswerMode
     sentences: tuple[AnswerSentence, ...] = ()
     citations: tuple[Citation, ...] = ()
     related: tuple[RelatedPassage, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     notice: str | None = None
+    signals: dict[str, float] = field(default_factory=dict)
+    corrections: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def abstained(self) -> bool:
+        """True only when the tool says the articles do not answer (not for a hedged answer)."""
+        return self.outcome == "not_found"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "answer": self.answer,
             "abstained": self.abstained,
+            "outcome": self.outcome,
             "mode": self.mode,
             "sentences": [sentence.to_json() for sentence in self.sentences],
             "citations": [citation.to_json() for citation in self.citations],
             "related": [passage.to_json() for passage in self.related],
             "timings": {name: round(ms, 2) for name, ms in self.timings.items()},
             "notice": self.notice,
+            "signals": {name: round(value, 4) for name, value in self.signals.items()},
+            "corrections": {typed: list(read_as) for typed, read_as in self.corrections.items()},
         }

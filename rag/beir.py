@@ -140,12 +140,21 @@ def evaluate_beir(dataset: Path, split: str, cache: Path, embedder: Embedder, co
 def score_run(qrels: dict[str, dict[str, int]], queries: dict[str, str],
               run: dict[str, dict[str, float]]) -> dict[str, float]:
     """nDCG@10, Recall@100 and MRR@10 (trec_eval's definitions), averaged over every query."""
+    return {name: float(np.mean(values)) if len(values) else 0.0
+            for name, values in score_queries(qrels, queries, run).items()}
+
+
+def score_queries(qrels: dict[str, dict[str, int]], queries: dict[str, str],
+                  run: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
+    """nDCG@10, Recall@100 and MRR@10 of each query, in the order of `queries` (0 for a query
+    that retrieved nothing): for cross-validation over queries."""
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(_MEASURES) | {"recip_rank"})
     per_query = evaluator.evaluate(run)
     top_10 = {q: dict(sorted(r.items(), key=lambda kv: -kv[1])[:10]) for q, r in run.items()}
+    reciprocal = evaluator.evaluate(top_10)
     return {
-        **{name: _mean(per_query, measure, queries) for measure, name in _MEASURES.items()},
-        "mrr@10": _mean(evaluator.evaluate(top_10), "recip_rank", queries),
+        **{name: _per_query(per_query, measure, queries) for measure, name in _MEASURES.items()},
+        "mrr@10": _per_query(reciprocal, "recip_rank", queries),
     }
 
 
@@ -171,6 +180,6 @@ def run_queries(index: Index, queries: dict[str, str],
     return run, latencies
 
 
-def _mean(per_query: dict[str, dict[str, float]], measure: str, queries: dict[str, str]) -> float:
-    """Mean over every judged query; one that retrieved nothing counts as 0."""
-    return float(np.mean([per_query.get(q, {}).get(measure, 0.0) for q in queries])) if queries else 0.0
+def _per_query(per_query: dict[str, dict[str, float]], measure: str, queries: dict[str, str]) -> np.ndarray:
+    """The measure for every judged query; one that retrieved nothing counts as 0."""
+    return np.array([per_query.get(q, {}).get(measure, 0.0) for q in queries], dtype=np.float64)

@@ -151,7 +151,7 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
 
 @main.command()
 @click.argument("question")
-@click.option("-k", type=click.IntRange(1, 50), default=5, show_default=True, help="Passages to draw from.")
+@click.option("-k", type=click.IntRange(1, 50), help="Passages to draw from [default: 8].")
 @click.option("--mode", type=click.Choice(["extractive", "llm"]), default="extractive", show_default=True,
               help="extractive: sentences quoted from the articles; llm: written by a model, then checked "
                    "sentence by sentence against the passages it cites.")
@@ -163,7 +163,7 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
 @filter_options
 @index_option
 @json_option
-def ask(question: str, k: int, mode: AnswerMode, llm_url: str | None, llm_model: str | None, llm_gguf: Path | None,
+def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm_model: str | None, llm_gguf: Path | None,
         since: Any, until: Any, articles: tuple[str, ...], include_undated: bool, index_dir: Path,
         as_json: bool) -> None:
     """Answer from the articles: verbatim sentences, each cited, or a plain "not in the articles".
@@ -230,23 +230,29 @@ def info(index_dir: Path, as_json: bool) -> None:
 @main.command("eval")
 @click.option("--qa", "qa_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Question set, one JSON object a line (id, question, answers, sources, answerable).")
+@click.option("--articles", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="With --qa: article files or folders to answer from, indexed into .cache/qa/ "
+                   "(repeatable); without it the --index is used.")
 @click.option("--beir", "beir_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Dataset folder in BEIR format (corpus, queries.jsonl, qrels/).")
-@click.option("--split", default="train", show_default=True, help="qrels split for --beir.")
+@click.option("--split", help="With --qa: tune, heldout or all [default: all]; with --beir: the qrels split "
+                              "[default: train].")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=Path(".cache/beir"),
               show_default=True, envvar="RAG_CACHE", help="Where --beir keeps the indexes it builds.")
 @index_option
 @json_option
-def eval_command(qa_file: Path | None, beir_dir: Path | None, split: str, cache: Path, index_dir: Path,
-                 as_json: bool) -> None:
-    """Measure retrieval for BM25, dense and hybrid search side by side.
+def eval_command(qa_file: Path | None, articles: tuple[Path, ...], beir_dir: Path | None, split: str | None,
+                 cache: Path, index_dir: Path, as_json: bool) -> None:
+    """Measure retrieval for BM25, dense and hybrid search side by side, and the answers.
 
-    With --qa: recall@1/3/5 and MRR of the source articles on a question set, over the index.
-    With --beir: nDCG@10, Recall@100, MRR@10 and query latency on a BEIR dataset; its index
-    is built once into --cache and reused.
+    With --qa: recall@1/3/5 and MRR of the source articles on a question set, and how `rag
+    ask` answers it, overall and per kind of question and lexical-overlap bucket. With --beir:
+    nDCG@10, Recall@100, MRR@10 and query latency on a BEIR dataset; its index is built once
+    into --cache and reused.
 
     \b
     Examples:
+      rag eval --qa tests/data/qa_set.jsonl --articles seeds --articles tests/data/eval_articles --split heldout
       rag eval --qa tests/data/seeds_dev.jsonl
       rag eval --beir tests/data/scifact_slice --split train --json
     """
@@ -255,16 +261,18 @@ def eval_command(qa_file: Path | None, beir_dir: Path | None, split: str, cache:
     if beir_dir is not None:
         from rag.beir import evaluate_beir
 
-        results = evaluate_beir(beir_dir, split, cache, default_embedder(),
+        results = evaluate_beir(beir_dir, split or "train", cache, default_embedder(),
                                 progress=None if as_json else _progress_bar("embedding corpus"))
         columns = ["ndcg@10", "recall@100", "mrr@10", "p50_ms", "p95_ms"]
         header = f"{results['dataset']} ({results['split']}, {results['queries']} queries)"
     else:
-        from rag.evaluation import evaluate_qa_runs, load_questions
+        from rag.evaluation import evaluate_qa_runs, load_questions, qa_index
 
-        results = evaluate_qa_runs(Index.open(index_dir), load_questions(qa_file))
+        questions = load_questions(qa_file, split or "all")
+        index = qa_index(list(articles)) if articles else Index.open(index_dir)
+        results = evaluate_qa_runs(index, questions)
         columns = ["recall@1", "recall@3", "recall@5", "mrr"]
-        header = f"{qa_file} ({results['questions']} answerable questions)"
+        header = f"{qa_file}, split {split or 'all'} ({len(questions)} questions, {results['questions']} with sources)"
     if as_json:
         _print_json(results)
         return
@@ -272,14 +280,26 @@ def eval_command(qa_file: Path | None, beir_dir: Path | None, split: str, cache:
     click.echo(f"  {'run':<8}" + "".join(f"{name:>12}" for name in columns))
     for run, metrics in results["runs"].items():
         click.echo(f"  {run:<8}" + "".join(f"{metrics[name]:>12.3f}" for name in columns))
-    answers = results.get("answers")
-    if answers:
-        click.echo("answers (rag ask, extractive):")
-        for name in ("gold_in_answer", "unanswerable_abstained", "answerable_abstained"):
-            value = answers[name]
-            click.echo(f"  {name:<24} {'n/a' if value is None else f'{value:.3f}'}")
-        for failure in answers["failures"]:
-            click.echo(f"  {failure}")
+    if "answers" in results:
+        _print_answer_figures(results["answers"])
+
+
+def _print_answer_figures(answers: dict[str, Any]) -> None:
+    names = ["answerable", "unanswerable", "gold_in_answer", "answerable_not_found", "answerable_hedged",
+             "unanswerable_not_found", "unanswerable_answered"]
+    short = ["ans", "unans", "gold", "ans:nf", "ans:hedge", "unans:nf", "unans:ans"]
+    click.echo("answers (rag ask, extractive):")
+    click.echo(f"  {'group':<28}" + "".join(f"{name:>10}" for name in short))
+    for group, figures in [("all", answers), *answers["groups"].items()]:
+        cells = [figures[name] for name in names]
+        click.echo(f"  {group:<28}" + "".join(f"{'-' if v is None else v if isinstance(v, int) else f'{v:.3f}':>10}"
+                                               for v in cells))
+    typo = answers.get("typo_vs_original")
+    if typo:
+        click.echo(f"  typo variants: gold {typo['typo_gold_in_answer']:.3f} vs their originals "
+                   f"{typo['original_gold_in_answer']:.3f} ({typo['pairs']} pairs)")
+    for failure in answers["failures"]:
+        click.echo(f"  {failure}")
 
 
 @main.command()

@@ -40,10 +40,11 @@ class Config:
     article_weight: float = 0.2
     candidates: int = 100
     duplicate_similarity: float = 0.85
-    answer_coverage_weight: float = 0.5
-    answer_rank_weight: float = 0.05
+    answer_coverage_weight: float = 0.8
+    answer_rank_weight: float = 0.1
     answer_keep_ratio: float = 0.65
-    abstain_passage_coverage: float = 0.61
+    answer_type_weight: float = 0.05
+    answer_passages: int = 8
 
     def __post_init__(self) -> None:
         if not 16 <= self.chunk_tokens <= 4096:
@@ -61,12 +62,14 @@ class Config:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         for name in ("lexical_weight", "sentence_weight", "article_weight", "answer_coverage_weight", "answer_rank_weight",
-                     "answer_keep_ratio", "abstain_passage_coverage"):
+                     "answer_keep_ratio", "answer_type_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)!r}")
         if self.sentence_weight + self.article_weight > 1.0:
             raise ConfigError(f"sentence_weight + article_weight must be at most 1 (the chunk's own cosine gets "
                               f"the rest), got {self.sentence_weight!r} + {self.article_weight!r}")
+        if not 1 <= self.answer_passages <= 50:
+            raise ConfigError(f"answer_passages must be between 1 and 50, got {self.answer_passages!r}")
         if not 10 <= self.candidates <= 10_000:
             raise ConfigError(f"candidates must be between 10 and 10000, got {self.candidates!r}")
         if not 0.5 <= self.duplicate_similarity <= 1.0:

@@ -69,6 +69,11 @@ class Embedder(Protocol):
         """Number of word pieces in each text, without special tokens and without truncation."""
         ...
 
+    def embed_tokens(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each text, its (non-special) tokens' L2-normalised contextual vectors, (n, dim),
+        and their (start, end) character offsets, (n, 2)."""
+        ...
+
     def describe(self) -> dict[str, str]:
         """What the manifest records about how the vectors were made, beside `name`."""
         ...
@@ -168,6 +173,14 @@ class TransformerEmbedder:
                                  strict=True):
             for row, i in enumerate(batch):
                 yield i, hidden[row, : len(encodings[i].ids)], encodings[i]
+
+    def embed_tokens(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        found: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros((0, self.dim), np.float32), np.zeros((0, 2), np.int64))
+                                                      ] * len(texts)
+        for i, tokens, encoding in self._token_embeddings(texts):
+            regular = np.array(encoding.special_tokens_mask, dtype=bool) == 0
+            found[i] = (normalise(tokens[regular]), np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)[regular])
+        return found
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         encodings = self._tokenizer(truncate=False).encode_batch(list(texts), add_special_tokens=False)
@@ -344,6 +357,15 @@ class HashingEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(re.findall(r"\w+|[^\w\s]", text)) for text in texts]
+
+    def embed_tokens(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each word hashed on its own: a token's vector does not depend on its context."""
+        found = []
+        for text in texts:
+            words = list(re.finditer(r"\w+", text))
+            found.append((self._hash([w.group() for w in words]).reshape(-1, self.dim),
+                          np.array([w.span() for w in words], dtype=np.int64).reshape(-1, 2)))
+        return found
 
 
 def _model_name(model_path: Path) -> str:

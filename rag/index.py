@@ -22,6 +22,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from rag.answer_records import Answer, AnswerMode
+from rag.answerability import AnswerabilityModel, load_model
 from rag.answering import compose_extractive
 from rag.config import Config
 from rag.embedders import Embedder, default_embedder
@@ -72,6 +73,8 @@ class Index:
         self.config = config
         self._snapshot = snapshot
         self._swap_lock = threading.Lock()
+        # Decides between an answer, a hedged answer and "not in the articles" (rag.answerability).
+        self.answerability: AnswerabilityModel = load_model()
         # Searches run one query at a time: NumPy's (OpenBLAS) threads then cost more than they
         # save and fight the encoder's for the cores (on SciFact, hybrid p95 went from 40 ms to
         # 22 ms with these and FAISS's at one thread; FAISS's are set per search, rag.vectors).
@@ -159,9 +162,10 @@ class Index:
         if not snapshot.chunks:
             return []
         query_vector = None if retriever == "bm25" else self.embed_query(query)
-        return rank_chunks(snapshot, query_vector, terms(query), k, search_filter, self.config, retriever)
+        query_terms = snapshot.lexical.corrected(terms(query))
+        return rank_chunks(snapshot, query_vector, query_terms, k, search_filter, self.config, retriever)
 
-    def ask(self, question: str, k: int = 5, *, date_from: dt.date | None = None,
+    def ask(self, question: str, k: int | None = None, *, date_from: dt.date | None = None,
             date_to: dt.date | None = None, articles: Iterable[str] | None = None,
             include_undated: bool = False, mode: AnswerMode = "extractive", generator: Generator | None = None,
             on_token: Callable[[str], None] | None = None) -> Answer:
@@ -172,6 +176,7 @@ class Index:
         """
         started = time.perf_counter()
         question = validate_query(question, self.config)
+        k = self.config.answer_passages if k is None else k
         if not 1 <= k <= 50:
             raise QueryError(f"k must be between 1 and 50 passages, got {k}")
         if mode not in ("extractive", "llm"):
@@ -185,14 +190,17 @@ class Index:
         snapshot = self._snapshot
         search_filter = _make_filter(snapshot, date_from, date_to, articles, include_undated)
         query_vector = self.embed_query(question)
-        hits = rank_chunks(snapshot, query_vector, terms(question), k, search_filter, self.config) if snapshot.chunks else []
+        query_terms = snapshot.lexical.corrected(terms(question))
+        hits = rank_chunks(snapshot, query_vector, query_terms, k, search_filter, self.config) if snapshot.chunks else []
         retrieved = time.perf_counter()
         if llm is None:
-            answer = compose_extractive(question, hits, snapshot, query_vector, self.config)
+            answer = compose_extractive(question, hits, snapshot, query_vector, query_terms,
+                                        self.embedder.embed_tokens, self.answerability, self.config)
         else:
             answer = compose_llm(
                 question, hits, llm, self.embedder.embed, on_token=on_token,
-                extractive=lambda: compose_extractive(question, hits, snapshot, query_vector, self.config))
+                extractive=lambda: compose_extractive(question, hits, snapshot, query_vector, query_terms,
+                                        self.embedder.embed_tokens, self.answerability, self.config))
         finished = time.perf_counter()
         return replace(answer, timings={**answer.timings, "retrieval_ms": (retrieved - started) * 1000,
                                         "answer_ms": (finished - retrieved) * 1000,

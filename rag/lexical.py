@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
 
 from rag.records import Chunk
 from rag.textnorm import terms
@@ -31,6 +33,25 @@ from rag.textnorm import terms
 _POSTINGS_FILE = "postings.npz"
 _LENGTHS_FILE = "lengths.npy"
 _TERMS_FILE = "terms.json"
+# A typed word the index does not know is read as the known terms nearest it in edits
+# (a transposition counts one): one edit for a word of 4-7 letters, two past that. They
+# count this much of a matched term, a guess being weaker evidence than a match.
+TYPO_WEIGHT = 0.7
+
+
+@dataclass(frozen=True)
+class QueryTerms:
+    """A query's terms with their weights: 1 for each typed term, `TYPO_WEIGHT` for a known
+    term standing in for a typed one the index does not know (`corrections` maps the typed
+    term to its stand-ins)."""
+
+    terms: tuple[str, ...]
+    weights: tuple[float, ...]
+    corrections: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def plain(cls, query_terms: Sequence[str]) -> QueryTerms:
+        return cls(tuple(query_terms), (1.0,) * len(query_terms), {})
 
 
 def lexical_text(chunk: Chunk) -> str:
@@ -164,18 +185,45 @@ class LexicalIndex:
         number = self.vocab.get(term)
         return number is not None and bool(self._document_frequency[number] > 0)
 
+    @cached_property
+    def _correctable(self) -> list[str]:
+        """The known terms a typo may be read as: words of letters, 3 or more of them."""
+        frequency = self._document_frequency
+        return [term for term, number in self.vocab.items()
+                if frequency[number] > 0 and len(term) >= 3 and term.isalpha()]
+
+    def corrected(self, query_terms: Sequence[str]) -> QueryTerms:
+        """The query's terms plus, for each word of letters the index does not know, the known
+        terms at the least edit distance a typo allows (up to 3; none for a word under 4)."""
+        corrections: dict[str, tuple[str, ...]] = {}
+        for term in dict.fromkeys(query_terms):
+            if len(term) < 4 or not term.isalpha() or self.knows(term):
+                continue
+            found = process.extract(term, self._correctable, scorer=OSA.distance,
+                                    score_cutoff=1 if len(term) <= 7 else 2, limit=None)
+            if found:
+                nearest = min(distance for _, distance, _ in found)
+                corrections[term] = tuple(sorted(t for t, distance, _ in found if distance == nearest)[:3])
+        extra = [t for replacements in corrections.values() for t in replacements]
+        return QueryTerms(tuple(query_terms) + tuple(extra),
+                          (1.0,) * len(query_terms) + (TYPO_WEIGHT,) * len(extra), corrections)
+
     def idf(self, query_terms: Sequence[str]) -> np.ndarray:
         """Lucene's BM25 idf of each term; a term no chunk holds gets the highest value."""
         frequency = self._document_frequency
         counts = np.array([frequency[self.vocab[t]] if t in self.vocab else 0 for t in query_terms], dtype=np.float32)
         return np.log1p((self.size - counts + 0.5) / (counts + 0.5)).astype(np.float32)
 
-    def scores(self, query_terms: Sequence[str], mask: np.ndarray | None = None) -> np.ndarray:
+    def scores(self, query: QueryTerms | Sequence[str], mask: np.ndarray | None = None) -> np.ndarray:
         """BM25 score of every live chunk, in ascending chunk id order (0 where `mask` is
-        False or no term matches). A term repeated in the query counts each time."""
-        known = [term for term in query_terms if self.knows(term)]
+        False or no term matches). A term repeated in the query counts each time, each time
+        its weight (1 for plain terms) times its idf."""
+        query = query if isinstance(query, QueryTerms) else QueryTerms.plain(query)
+        known = [(term, weight) for term, weight in zip(query.terms, query.weights, strict=True) if self.knows(term)]
+        idf = self.idf([term for term, _ in known]).tolist()
         totals = np.zeros(len(self.live), dtype=np.float32)
-        for term, weight in zip(known, self.idf(known).tolist(), strict=True):
+        for (term, query_weight), term_idf in zip(known, idf, strict=True):
+            weight = query_weight * term_idf
             number, offset = self.vocab[term], 0
             for segment, saturated in zip(self.segments, self._saturated_frequencies, strict=True):
                 if number < segment.postings.shape[0]:

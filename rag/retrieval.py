@@ -12,12 +12,14 @@ into one hit that lists the other outlet as corroborating.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from rag.config import Config
+from rag.lexical import QueryTerms
 from rag.records import Chunk, Hit
 from rag.store import Snapshot
 
@@ -55,7 +57,7 @@ class SearchFilter:
             self.date_to is None or date <= self.date_to)
 
 
-def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray | None, query_terms: list[str], k: int,
+def rank_chunks(snapshot: Snapshot, query_vector: np.ndarray | None, query_terms: QueryTerms | Sequence[str], k: int,
                 search_filter: SearchFilter, config: Config, retriever: Retriever = "hybrid") -> list[Hit]:
     """The k best chunks for a query, best first, near-duplicates collapsed.
 

@@ -284,7 +284,7 @@ def _answer(question: str, checked: Sequence[CheckedClaim]) -> Answer:
     if unsupported:
         notice = (f"{unsupported} of {len(sentences)} sentences of the model's answer are not backed by the passages "
                   "they cite: they are flagged and left out of the answer text.")
-    return Answer(question=question, answer=text, abstained=False, mode="llm", sentences=sentences,
+    return Answer(question=question, answer=text, outcome="answered", mode="llm", sentences=sentences,
                   citations=tuple(citations), notice=notice)
 
 

@@ -13,6 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rag import Embedder, HashingEmbedder, build_index  # noqa: E402
+from rag.answerability import SIGNALS, AnswerabilityModel, Logistic  # noqa: E402
 from rag.embedders import default_embedder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,15 @@ class CountingEmbedder(HashingEmbedder):
     def embed_pooled(self, texts: Sequence[str], groups) -> tuple[np.ndarray, np.ndarray]:
         self.embedded.extend(texts)
         return super().embed_pooled(texts, groups)
+
+
+def coverage_answerability(threshold: float = 0.61) -> AnswerabilityModel:
+    """An answerability model for the hashing fake, whose cosines and token vectors mean
+    little (the shipped one is fitted to MiniLM): the question is answered when the best
+    passage holds `threshold` of its topic terms, and not found otherwise."""
+    steep = 60.0
+    logistic = Logistic(tuple(steep if name == "passage_coverage" else 0.0 for name in SIGNALS), -steep * threshold)
+    return AnswerabilityModel(logistic, logistic, hedge_at=0.5, answer_at=0.5)
 
 
 @pytest.fixture(autouse=True)

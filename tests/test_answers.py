@@ -8,7 +8,7 @@ from rag import Config, HashingEmbedder, Index, QueryError, build_index
 from rag.answering import NOT_ANSWERED
 from rag.evaluation import evaluate_answers, load_questions
 
-from conftest import DATA, SEEDS
+from conftest import DATA, SEEDS, coverage_answerability
 
 
 def file_text(article_id: str) -> str:
@@ -33,7 +33,9 @@ def assert_verbatim_and_cited(answer):
 
 @pytest.fixture
 def fake(fake_index):
-    return Index.open(fake_index, embedder=HashingEmbedder())
+    index = Index.open(fake_index, embedder=HashingEmbedder())
+    index.answerability = coverage_answerability()
+    return index
 
 
 def test_answer_record_is_json_with_the_documented_keys(fake):
@@ -73,12 +75,12 @@ def test_abstention_lists_related_passages_not_citations(fake):
     assert len(answer.related) == 3
 
 
-def test_the_abstention_threshold_decides(fake_index):
+def test_the_answerability_model_decides(fake):
     question = "How many submarines has the General Department of Defence Industry repaired?"
-    lenient = Index.open(fake_index, embedder=HashingEmbedder(), config=Config(abstain_passage_coverage=0.3))
-    strict = Index.open(fake_index, embedder=HashingEmbedder(), config=Config(abstain_passage_coverage=0.95))
-    assert not lenient.ask(question).abstained
-    assert strict.ask(question).abstained
+    fake.answerability = coverage_answerability(0.3)
+    assert not fake.ask(question).abstained
+    fake.answerability = coverage_answerability(0.95)
+    assert fake.ask(question).abstained
 
 
 
@@ -152,6 +154,7 @@ def test_an_article_copied_under_another_name_is_reported_and_cited_once_as_a_re
     assert report.same_text == {"syndicated": original}
     assert f"syndicated has the same text as {original}" in report.summary()
     index = Index.open(tmp_path / "dup", embedder=HashingEmbedder())
+    index.answerability = coverage_answerability()
     answer = index.ask("How many military vessels has the General Department of Defence Industry repaired?")
     assert not answer.abstained
     quoted = [sentence.text for sentence in answer.sentences]

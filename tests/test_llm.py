@@ -42,6 +42,8 @@ from rag.answering import NOT_ANSWERED
 from rag.cli import main
 from rag.verification import SYSTEM_PROMPT, Claim, check_claims, facts, parse_claims
 
+from conftest import coverage_answerability
+
 SHIPS = "How many ships has the General Department of Defence Industry built?"
 BUDGET = "What is Vietnam's defence budget for 2026?"
 CORRECT = "It has built nearly 140 ships and repaired over 380 military vessels [{nearly 140 ships}]."
@@ -121,7 +123,9 @@ def endpoint() -> Iterator[FakeEndpoint]:
 
 @pytest.fixture
 def index(fake_index: Path, embedder: HashingEmbedder) -> Index:
-    return Index.open(fake_index, embedder=embedder)
+    opened = Index.open(fake_index, embedder=embedder)
+    opened.answerability = coverage_answerability()
+    return opened
 
 
 @pytest.fixture(autouse=True)

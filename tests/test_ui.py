@@ -189,7 +189,7 @@ def marks(page: str) -> dict[str, str]:
 def test_answer_markers_link_to_highlighted_quotes_in_their_passage() -> None:
     first, second = "It has 1,250 seats <and> a new organ.", "The hall opens on June 1."
     answer = Answer(
-        question="How many seats <b>?", answer=f"{first} [1] {second} [2]", abstained=False,
+        question="How many seats <b>?", answer=f"{first} [1] {second} [2]", outcome="answered",
         mode="extractive",
         sentences=(AnswerSentence(first, (1,)), AnswerSentence(second, (2,))),
         citations=(citation(1, first), citation(2, second)),
@@ -209,7 +209,7 @@ def test_answer_markers_link_to_highlighted_quotes_in_their_passage() -> None:
 
 def test_quote_offsets_select_the_mark_inside_the_passage() -> None:
     quote = "Tickets go on sale in May."
-    answer = Answer(question="When?", answer=f"{quote} [1]", abstained=False, mode="extractive",
+    answer = Answer(question="When?", answer=f"{quote} [1]", outcome="answered", mode="extractive",
                     sentences=(AnswerSentence(quote, (1,)),), citations=(citation(1, quote),))
 
     page = render_turn(answer, turn=1)
@@ -222,7 +222,7 @@ def test_quote_offsets_select_the_mark_inside_the_passage() -> None:
 
 def test_overlapping_quotes_keep_an_anchor_for_each_marker() -> None:
     whole, part = "It has 1,250 seats <and> a new organ.", "1,250 seats"
-    answer = Answer(question="Seats?", answer=f"{whole} [1] {part} [2]", abstained=False, mode="llm",
+    answer = Answer(question="Seats?", answer=f"{whole} [1] {part} [2]", outcome="answered", mode="llm",
                     sentences=(AnswerSentence(whole, (1,)), AnswerSentence(part, (2,))),
                     citations=(citation(1, whole), citation(2, part)))
 
@@ -234,7 +234,7 @@ def test_overlapping_quotes_keep_an_anchor_for_each_marker() -> None:
 
 def test_bracketed_numbers_in_an_article_are_not_taken_for_markers() -> None:
     quote = "The hall opens on June 1."
-    answer = Answer(question="When?", answer="Seats [3] are sold out. [1]", abstained=False,
+    answer = Answer(question="When?", answer="Seats [3] are sold out. [1]", outcome="answered",
                     mode="extractive", sentences=(AnswerSentence("Seats [3] are sold out.", (1,)),),
                     citations=(citation(1, quote),))
 
@@ -247,7 +247,7 @@ def test_bracketed_numbers_in_an_article_are_not_taken_for_markers() -> None:
 def test_unknown_date_and_unsupported_sentences_are_shown_as_such() -> None:
     quote = "The hall opens on June 1."
     answer = Answer(
-        question="When?", answer=f"{quote} [1] It was built in 1990. [1]", abstained=False, mode="llm",
+        question="When?", answer=f"{quote} [1] It was built in 1990. [1]", outcome="answered", mode="llm",
         sentences=(AnswerSentence(quote, (1,)),
                    AnswerSentence("It was built in 1990.", (1,), supported=False)),
         citations=(citation(1, quote, date=None),), notice="1 sentence was not supported by its source.",
@@ -266,7 +266,7 @@ def test_abstention_lists_related_passages_as_related_not_as_sources() -> None:
     answer = Answer(
         question="Who won the 2022 FIFA World Cup?",
         answer="The indexed articles do not answer this question.",
-        abstained=True, mode="extractive",
+        outcome="not_found", mode="extractive",
         related=(RelatedPassage("hall", "Lotus hall", None, "c1", PASSAGE, 100, 100 + len(PASSAGE), 0.2),),
     )
 

@@ -1,0 +1,104 @@
+"""Fit the answerability models (rag/answerability.json) on the tune split of the question set.
+
+Every English question of the tune split is asked once with a model that hedges everything,
+which keeps each question's signals (they do not depend on the model) and the answer it
+would get. Two logistic regressions are fitted (rag.answerability says why two):
+
+- on topic: every question but the off-topic ones, against those;
+- answered: answerable questions whose answer holds a gold string, against every other
+  on-topic question (unanswerable, or answered without the gold).
+
+Their thresholds are set on out-of-fold probabilities (5-fold cross-validation inside tune),
+so they are not fitted to the very questions they cut: `hedge_at` is the highest whose rate
+of false "not in the articles" on answerable questions stays within FALSE_NOT_FOUND,
+`answer_at` the lowest whose rate of confident answers to unanswerable questions stays within
+FALSE_ANSWERED. Prints the out-of-fold curves. The held-out split is never read here: report
+it with `rag eval --split heldout`.
+
+    .venv/bin/python scripts/fit_answerability.py [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from rag.answerability import MODEL_FILE, AnswerabilityModel, Logistic, signal_matrix
+from rag.evaluation import holds_gold, load_questions, qa_index
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = ROOT / "tests" / "data" / "qa_set.jsonl"
+ARTICLES = [ROOT / "seeds", ROOT / "tests" / "data" / "eval_articles"]
+FALSE_NOT_FOUND = 0.02
+FALSE_ANSWERED = 0.02
+FOLDS = 5
+SEED = 20261203
+
+
+def collect() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Signals, and per question: answerable, off-topic, answer holds gold."""
+    index = qa_index(ARTICLES)
+    index.answerability = AnswerabilityModel.hedging()
+    questions = [q for q in load_questions(QUESTIONS, "tune") if q.kind != "non-english"]
+    answers = [index.ask(q.question) for q in questions]
+    return (np.array(signal_matrix([a.signals for a in answers])),
+            np.array([q.answerable for q in questions]),
+            np.array([q.unanswerable_kind == "off-topic" for q in questions]),
+            np.array([q.answerable and holds_gold(q, a.answer) for q, a in zip(questions, answers, strict=True)]))
+
+
+def fitted(features: np.ndarray, labels: np.ndarray) -> Logistic:
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(features, labels)
+    return Logistic(tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]))
+
+
+def out_of_fold(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    probability = np.zeros(len(labels))
+    for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(features, labels):
+        model = fitted(features[train], labels[train])
+        probability[test] = [model.probability(dict(zip(_names(), row, strict=True))) for row in features[test]]
+    return probability
+
+
+def _names() -> list[str]:
+    from rag.answerability import SIGNALS
+    return list(SIGNALS)
+
+
+def main(write: bool) -> None:
+    features, answerable, off_topic, correct = collect()
+    on_topic = ~off_topic
+    topic_oof = out_of_fold(features, on_topic)
+    candidates = np.unique(np.concatenate([[0.0, 1.0], topic_oof]))
+    hedge_at = max(t for t in candidates if np.mean(topic_oof[answerable] < t) <= FALSE_NOT_FOUND)
+    answered_oof = out_of_fold(features[on_topic], correct[on_topic])
+    unanswerable_on_topic = ~answerable[on_topic]
+    candidates = np.unique(np.concatenate([[0.0, 1.0], answered_oof]))
+    answer_at = min(t for t in candidates if np.mean(answered_oof[unanswerable_on_topic] >= t) * unanswerable_on_topic.sum()
+                    / max((~answerable).sum(), 1) <= FALSE_ANSWERED)
+    print(f"tune (English): {answerable.sum()} answerable ({correct.sum()} with gold in the answer), "
+          f"{(~answerable).sum()} unanswerable ({off_topic.sum()} off-topic)")
+    print("out-of-fold, on topic: threshold -> answerable said not found / unanswerable said not found")
+    for t in sorted({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, float(hedge_at)}):
+        print(f"  {t:.3f}  {np.mean(topic_oof[answerable] < t):.3f}  {np.mean(topic_oof[~answerable] < t):.3f}")
+    print("out-of-fold, answered (on-topic questions): threshold -> answers with gold answered / unanswerable answered")
+    for t in sorted({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, float(answer_at)}):
+        print(f"  {t:.3f}  {np.mean(answered_oof[correct[on_topic]] >= t):.3f}  "
+              f"{np.mean(answered_oof[unanswerable_on_topic] >= t):.3f}")
+    model = AnswerabilityModel(fitted(features, on_topic), fitted(features[on_topic], correct[on_topic]),
+                               hedge_at=float(hedge_at), answer_at=float(answer_at))
+    print(json.dumps(model.to_json()))
+    if write:
+        MODEL_FILE.write_text(json.dumps(model.to_json(), indent=1) + "\n", encoding="utf-8")
+        print(f"written to {MODEL_FILE}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="write rag/answerability.json")
+    main(parser.parse_args().write)
