@@ -226,7 +226,7 @@ def compose_extractive(question: str, hits: list[Hit], snapshot: Snapshot, query
     signals = {**evidence.signals, **scores}
     outcome = answerability.outcome(scores) if evidence.sentences else "not_found"
     if outcome == "not_found":
-        return abstention(question, hits, mode="extractive", signals=signals, corrections=query.corrections)
+        return abstention(question, hits, mode="extractive", signals=signals)
     ranked = evidence.sentences
     vectors = snapshot.sentence_vectors.vectors_of(np.array([s.sentence_id for s in ranked]))
     chosen: list[int] = [0]
@@ -255,7 +255,7 @@ def compose_extractive(question: str, hits: list[Hit], snapshot: Snapshot, query
     text = " ".join(f"{s.text} {''.join(f'[{n}]' for n in s.citations)}" for s in sentences)
     return Answer(question=question, answer=text, outcome=outcome, mode="extractive",
                   sentences=tuple(sentences), citations=tuple(citations),
-                  notice=HEDGED if outcome == "hedged" else None, signals=signals, corrections=query.corrections)
+                  notice=HEDGED if outcome == "hedged" else None, signals=signals)
 
 
 def _referent(snapshot: Snapshot, sentence: ScoredSentence) -> ScoredSentence | None:
@@ -273,15 +273,14 @@ def _referent(snapshot: Snapshot, sentence: ScoredSentence) -> ScoredSentence | 
 
 
 def abstention(question: str, hits: list[Hit], mode: str, notice: str | None = None,
-               signals: dict[str, float] | None = None,
-               corrections: dict[str, tuple[str, ...]] | None = None) -> Answer:
+               signals: dict[str, float] | None = None) -> Answer:
     related = tuple(
         RelatedPassage(article_id=h.chunk.article_id, title=h.chunk.title, date=h.chunk.date,
                        chunk_id=h.chunk.chunk_id, text=h.chunk.text, start=h.chunk.start, end=h.chunk.end,
                        score=h.score)
         for h in hits[:_RELATED])
     return Answer(question=question, answer=NOT_ANSWERED, outcome="not_found", mode=mode,  # type: ignore[arg-type]
-                  related=related, notice=notice, signals=signals or {}, corrections=corrections or {})
+                  related=related, notice=notice, signals=signals or {})
 
 
 def _retellings(ranked: list[ScoredSentence], vectors: np.ndarray, position: int,

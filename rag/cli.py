@@ -135,9 +135,12 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
     """
     index = Index.open(index_dir)
     hits = index.search(query, k=k, **_filters(index, since, until, articles, include_undated, as_json))
+    corrections = index.corrections(query)
     if as_json:
-        _print_json({"query": query, "hits": [hit.to_json() for hit in hits]})
+        _print_json({"query": query, "corrections": {typed: list(read_as) for typed, read_as in corrections.items()},
+                     "hits": [hit.to_json() for hit in hits]})
         return
+    _print_corrections(corrections)
     if not hits:
         click.echo("No passage matches.")
     for hit in hits:
@@ -194,10 +197,11 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
         return
     if streamed:
         click.echo(f"\n\n--- {'verified answer' if answer.mode == 'llm' else 'answer'} ---")
+    _print_corrections(answer.corrections)
+    if answer.notice:
+        click.echo(f"note: {answer.notice}\n")
     click.echo(answer.answer)
     _print_unsupported(answer)
-    if answer.notice:
-        click.echo(f"\nnote: {answer.notice}")
     if answer.citations:
         click.echo("\nSources:")
         for citation in answer.citations:
@@ -355,6 +359,13 @@ def _llm_generator(mode: str, url: str | None, model: str | None, gguf: Path | N
                              "endpoint such as Ollama) or --llm-gguf (a local model file), or set RAG_LLM_URL and "
                              "RAG_LLM_MODEL, or RAG_LLM_GGUF")
     return generator
+
+
+def _print_corrections(corrections: dict[str, tuple[str, ...]]) -> None:
+    """Say which typed words were read as others, so the reader sees what was searched."""
+    if corrections:
+        click.echo("searched for " + ", ".join(f"{' or '.join(read_as)} (for '{typed}')"
+                                                for typed, read_as in corrections.items()) + "\n")
 
 
 def _print_unsupported(answer: Answer) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,8 @@ from rag.embedders import Embedder, default_embedder
 from rag.errors import QueryError, RagError
 from rag.generation import Generator, generator_from_env
 from rag.indexing import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, update_index
+from rag.language import foreign_language, language_notice
+from rag.lexical import QueryTerms
 from rag.records import Hit
 from rag.retrieval import RETRIEVERS, Retriever, SearchFilter, rank_chunks
 from rag.store import Snapshot, check_compatible, current_snapshot_dir, load_snapshot
@@ -201,16 +204,31 @@ class Index:
                 question, hits, llm, self.embedder.embed, on_token=on_token,
                 extractive=lambda: compose_extractive(question, hits, snapshot, query_vector, query_terms,
                                         self.embedder.embed_tokens, self.answerability, self.config))
+        answer = replace(answer, corrections=_typed_corrections(question, query_terms))
+        language = foreign_language(question)
+        if language is not None:
+            answer = replace(answer, notice=" ".join(filter(None, (language_notice(language), answer.notice))))
         finished = time.perf_counter()
         return replace(answer, timings={**answer.timings, "retrieval_ms": (retrieved - started) * 1000,
                                         "answer_ms": (finished - retrieved) * 1000,
                                         "total_ms": (finished - started) * 1000})
+
+    def corrections(self, query: str) -> dict[str, tuple[str, ...]]:
+        """The typed words the index does not know, each with the known terms it is searched
+        for instead ("meting" -> ("meet",)): what "searched for meet (for 'meting')" says."""
+        return _typed_corrections(query, self._snapshot.lexical.corrected(terms(query)))
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed([query])[0]
 
     def undated_articles(self) -> list[str]:
         return sorted(article_id for article_id, entry in self.manifest["articles"].items() if not entry["date"])
+
+
+def _typed_corrections(query: str, query_terms: QueryTerms) -> dict[str, tuple[str, ...]]:
+    """Corrections keyed by the word as typed, not by its normalised term."""
+    return {word: query_terms.corrections[term] for word in re.findall(r"\w+", query) for term in terms(word)
+            if term in query_terms.corrections}
 
 
 def _make_filter(snapshot: Snapshot, date_from: dt.date | None, date_to: dt.date | None,

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from rag import Config, HashingEmbedder, Index, QueryError, build_index
-from rag.answering import NOT_ANSWERED
+from rag.answerability import SIGNALS, AnswerabilityModel, Logistic
+from rag.answering import HEDGED, NOT_ANSWERED
 from rag.evaluation import evaluate_answers, load_questions
 
 from conftest import DATA, SEEDS, coverage_answerability
@@ -99,16 +100,29 @@ def test_every_dev_answer_is_verbatim_from_what_it_cites(real):
 
 @pytest.mark.model
 def test_dev_targets(real):
+    """seeds_dev.jsonl (the shared set) was not used to fit anything of the answerer."""
     figures = evaluate_answers(real, load_questions(DATA / "seeds_dev.jsonl"))
     assert figures["gold_in_answer"] >= 0.9
-    assert figures["unanswerable_abstained"] == 1.0
-    assert figures["answerable_abstained"] == 0.0
+    assert figures["answerable_not_found"] == 0.0
+    assert figures["unanswerable_answered"] == 0.0
 
 
 @pytest.mark.model
-def test_own_unanswerable_questions_are_all_abstained(real):
-    figures = evaluate_answers(real, load_questions(DATA / "unanswerable.jsonl"))
-    assert figures["unanswerable_abstained"] == 1.0, figures["failures"]
+def test_unanswerable_questions_never_get_a_confident_answer_and_off_topic_ones_are_not_found(real):
+    questions = load_questions(DATA / "unanswerable.jsonl")
+    figures = evaluate_answers(real, questions)
+    assert figures["unanswerable_answered"] == 0.0, figures["failures"]
+    for question in questions:
+        if question.kind in ("off-topic", "nonsense", "non-English"):
+            assert real.ask(question.question).outcome == "not_found", question.question
+
+
+@pytest.mark.model
+def test_a_misspelt_question_is_answered_from_the_passage_it_means(real):
+    answer = real.ask("Who chaird the meting at Hoa Lack?")
+    assert not answer.abstained and "Pham Minh Chinh" in answer.answer
+    assert answer.corrections == {"chaird": ("chair",), "meting": ("meet",), "Lack": ("lac",)}
+    assert_verbatim_and_cited(answer)
 
 
 @pytest.mark.model
@@ -122,9 +136,16 @@ def test_to_lam_title_question(real):
 
 
 @pytest.mark.model
-def test_budget_question_says_the_articles_do_not_say(real):
+def test_budget_question_is_not_answered_with_confidence(real):
+    """The articles discuss the defence industry but give no budget: at most the closest
+    evidence, said to be such."""
     answer = real.ask("What is Vietnam's defence budget for 2026?")
-    assert answer.abstained and answer.answer == NOT_ANSWERED and not answer.citations and answer.related
+    assert answer.outcome in ("hedged", "not_found")
+    if answer.outcome == "hedged":
+        assert answer.notice == HEDGED
+        assert_verbatim_and_cited(answer)
+    else:
+        assert answer.answer == NOT_ANSWERED and not answer.citations and answer.related
 
 
 @pytest.mark.model
@@ -163,3 +184,41 @@ def test_an_article_copied_under_another_name_is_reported_and_cited_once_as_a_re
         articles = {c.article_id for c in answer.citations if c.n in sentence.citations}
         if articles & {original, "syndicated"}:
             assert articles >= {original, "syndicated"}, "the copy is cited beside the original"
+
+
+def test_three_outcomes_and_abstained_only_for_not_found(fake):
+    question = "How many military vessels has the General Department of Defence Industry repaired?"
+    on_topic = coverage_answerability(0.3)
+    never_sure = Logistic((0.0,) * len(SIGNALS), -10.0)
+    fake.answerability = AnswerabilityModel(on_topic.on_topic, never_sure, hedge_at=0.5, answer_at=0.5)
+    hedged = fake.ask(question)
+    assert hedged.outcome == "hedged" and not hedged.abstained and hedged.notice == HEDGED
+    assert_verbatim_and_cited(hedged)
+    record = hedged.to_json()
+    assert (record["outcome"], record["abstained"]) == ("hedged", False)
+    assert {"on_topic", "answered", "passage_coverage", "token_match"} <= set(record["signals"])
+    fake.answerability = coverage_answerability(0.3)
+    assert fake.ask(question).outcome == "answered"
+    not_found = fake.ask("What is the capital of Australia?")
+    assert not_found.outcome == "not_found" and not_found.abstained and not_found.to_json()["abstained"]
+
+
+def test_a_misspelt_question_says_what_it_searched_for_and_still_answers(fake):
+    answer = fake.ask("How many militery vessels has the General Department of Defence Industry repaird?")
+    assert answer.corrections == {"militery": ("militari",), "repaird": ("repair",)}
+    assert not answer.abstained and "380 military vessels" in answer.answer
+    assert answer.to_json()["corrections"] == {"militery": ["militari"], "repaird": ["repair"]}
+
+
+def test_a_sentence_opening_on_a_pronoun_brings_the_one_naming_its_subject(fake):
+    answer = fake.ask("He made the request at a working session on Wednesday to implement tasks in 2026")
+    texts = [sentence.text for sentence in answer.sentences]
+    leaning = next(i for i, text in enumerate(texts) if text.startswith("He made the request"))
+    assert leaning > 0 and "Prime Minister Phạm Minh Chính urged" in texts[leaning - 1]
+    assert_verbatim_and_cited(answer)
+
+
+def test_a_question_not_in_english_gets_a_notice_saying_so(fake):
+    answer = fake.ask("Ai đã chủ trì cuộc họp tại Khu Công nghệ cao Hòa Lạc?")
+    assert answer.notice.startswith("This question looks like Vietnamese") and "ask in English" in answer.notice
+    assert fake.ask("How many ships has the General Department built?").notice is None

@@ -31,13 +31,17 @@ def render_turn(answer: Answer, turn: int) -> str:
     """One question with its answer, the [n] markers linked to the sources listed below it."""
     parts = [f"<article class='turn' id='turn-{turn}'>",
              f"<p class='question'><span class='label'>Question</span> {_escape(answer.question)}</p>"]
+    if answer.corrections:
+        searched = ", ".join(f"<b>{_escape(' or '.join(read_as))}</b> (for “{_escape(typed)}”)"
+                             for typed, read_as in answer.corrections.items())
+        parts.append(f"<p class='corrections'>Searched for {searched}</p>")
     if answer.notice:
         parts.append(f"<p class='notice'>{_escape(answer.notice)}</p>")
     if answer.abstained:
         parts.append(f"<p class='abstention'>{ABSTENTION}</p>")
         parts.append(_related(answer.related))
     else:
-        parts.append(f"<div class='answer'>{_answer_text(answer, turn)}</div>")
+        parts.append(f"<div class='answer {answer.outcome}'>{_answer_text(answer, turn)}</div>")
         parts.append(_sources(answer.citations, turn))
     parts.append(f"<p class='meta'>{_meta(answer)}</p></article>")
     return "".join(parts)
