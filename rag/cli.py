@@ -198,10 +198,14 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
     if streamed:
         click.echo(f"\n\n--- {'verified answer' if answer.mode == 'llm' else 'answer'} ---")
     _print_corrections(answer.corrections)
-    if answer.notice:
+    # An extractive note (a hedge, a language) says how to read the answer: it comes first; an
+    # LLM note is about the flagged sentences listed after the answer: it follows them.
+    if answer.notice and answer.mode == "extractive":
         click.echo(f"note: {answer.notice}\n")
     click.echo(answer.answer)
     _print_unsupported(answer)
+    if answer.notice and answer.mode == "llm":
+        click.echo(f"\nnote: {answer.notice}")
     if answer.citations:
         click.echo("\nSources:")
         for citation in answer.citations:
