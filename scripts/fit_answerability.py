@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from rag.answerability import MODEL_FILE, AnswerabilityModel, Logistic, signal_matrix
+from rag.answerability import MODEL_FILE, SIGNALS, AnswerabilityModel, Logistic, signal_matrix
 from rag.evaluation import holds_gold, load_questions, qa_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,13 +61,8 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     probability = np.zeros(len(labels))
     for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(features, labels):
         model = fitted(features[train], labels[train])
-        probability[test] = [model.probability(dict(zip(_names(), row, strict=True))) for row in features[test]]
+        probability[test] = [model.probability(dict(zip(SIGNALS, row, strict=True))) for row in features[test]]
     return probability
-
-
-def _names() -> list[str]:
-    from rag.answerability import SIGNALS
-    return list(SIGNALS)
 
 
 def main(write: bool) -> None:

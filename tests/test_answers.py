@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rag import Config, HashingEmbedder, Index, QueryError, build_index
+from rag import HashingEmbedder, Index, QueryError, build_index
 from rag.answerability import SIGNALS, AnswerabilityModel, Logistic
 from rag.answering import HEDGED, NOT_ANSWERED
 from rag.evaluation import evaluate_answers, load_questions
