@@ -156,8 +156,7 @@ class Index:
         articles of unknown date unless `include_undated` is true.
         """
         query = validate_query(query, self.config)
-        if not 1 <= k <= _MAX_K:
-            raise QueryError(f"k must be between 1 and {_MAX_K}, got {k}")
+        _check_count(k, _MAX_K)
         if retriever not in RETRIEVERS:
             raise QueryError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {retriever!r}")
         snapshot = self._snapshot
@@ -180,8 +179,7 @@ class Index:
         started = time.perf_counter()
         question = validate_query(question, self.config)
         k = self.config.answer_passages if k is None else k
-        if not 1 <= k <= 50:
-            raise QueryError(f"k must be between 1 and 50 passages, got {k}")
+        _check_count(k, 50)
         if mode not in ("extractive", "llm"):
             raise QueryError(f"mode must be 'extractive' or 'llm', got {mode!r}")
         llm = None
@@ -231,9 +229,20 @@ def _typed_corrections(query: str, query_terms: QueryTerms) -> dict[str, tuple[s
             if term in query_terms.corrections}
 
 
+def _check_count(k: object, most: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= most:
+        raise QueryError(f"k (passages) must be a whole number from 1 to {most}, got {k!r}")
+
+
 def _make_filter(snapshot: Snapshot, date_from: dt.date | None, date_to: dt.date | None,
                  articles: Iterable[str] | None, include_undated: bool) -> SearchFilter:
     """Check filter values against the snapshot searched, saying what is wrong with them."""
+    for name, value in (("date_from", date_from), ("date_to", date_to)):
+        if value is not None and (not isinstance(value, dt.date) or isinstance(value, dt.datetime)):
+            raise QueryError(f"{name} must be a datetime.date, got {type(value).__name__} {value!r}: "
+                             "pass datetime.date.fromisoformat('YYYY-MM-DD')")
+    if isinstance(articles, str | bytes):
+        raise QueryError(f"articles must be a list of article ids, not one string: articles=[{articles!r}]")
     if date_from and date_to and date_from > date_to:
         raise QueryError(f"the date range is empty: {date_from} is after {date_to}")
     chosen = None
@@ -250,6 +259,11 @@ def validate_query(query: str, config: Config) -> str:
     if not isinstance(query, str):
         raise QueryError(f"the question must be text, got {type(query).__name__}")
     query = query.strip()
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise QueryError(f"the question holds a character that is not text (U+{ord(query[error.start]):04X} at "
+                         f"position {error.start}, half of a pair): retype or paste it again") from None
     if not query:
         raise QueryError("the question is empty: type a question about the articles")
     if len(query) > config.max_query_chars:

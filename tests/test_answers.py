@@ -222,3 +222,17 @@ def test_a_question_not_in_english_gets_a_notice_saying_so(fake):
     answer = fake.ask("Ai đã chủ trì cuộc họp tại Khu Công nghệ cao Hòa Lạc?")
     assert answer.notice.startswith("This question looks like Vietnamese") and "ask in English" in answer.notice
     assert fake.ask("How many ships has the General Department built?").notice is None
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"question": "ships \ud800 built"}, "not text \\(U\\+D800 at position 6"),
+    ({"question": "ships", "k": 2.5}, "whole number from 1 to 50, got 2.5"),
+    ({"question": "ships", "k": True}, "whole number from 1 to 50, got True"),
+    ({"question": "ships", "date_from": "2025-01-01"}, "date_from must be a datetime.date, got str"),
+    ({"question": "ships", "articles": "004_0ad313e58527b596"}, "a list of article ids, not one string"),
+])
+def test_wrong_arguments_get_a_message_that_names_the_fix(fake, arguments, message):
+    with pytest.raises(QueryError, match=message):
+        fake.ask(**arguments)
+    with pytest.raises(QueryError, match=message.replace("1 to 50", "1 to 1000")):
+        fake.search(arguments.pop("question"), **arguments)
