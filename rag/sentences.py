@@ -2,7 +2,10 @@
 
 A rule-based splitter: news prose is regular enough, and spans (not copies) are what the
 chunker and the answer composer need. It does not break after titles ("Lt. Gen. Ho"),
-numbered references ("No. 08-NQ/TW"), initials, decimals, or inside closing quotes.
+numbered references ("No. 08-NQ/TW"), initials, decimals, or inside closing quotes. Chinese
+and Japanese full stops end a sentence with no space after them. A "sentence" longer than
+`MAX_SENTENCE_CHARS` (a file with no sentence ends at all) is cut at the last space before
+that length, so that no span, chunk or heading grows with the file.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ _BEFORE_NUMBERS = frozenset("no nos art vol p pp fig ch sec para".split())
 
 _CLOSERS = "\"'”’)]»"
 _OPENERS = "\"'“‘([«"
-_CANDIDATE = re.compile(r"[.!?…]+[" + re.escape(_CLOSERS) + r"]*(?=\s)")
+_CANDIDATE = re.compile(r"[.!?…]+[" + re.escape(_CLOSERS) + r"]*(?=\s)|[。！？]+[」』”’）]*")
+_CJK_ENDS = frozenset("。！？")
+MAX_SENTENCE_CHARS = 1000  # news sentences run to about 500 (the seeds' longest: 69 words)
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _HARD_WRAP_WIDTH = 100
 
@@ -43,7 +48,20 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
         spans.extend(_split_block(text, block_start, separator.start()))
         block_start = separator.end()
     spans.extend(_split_block(text, block_start, end))
-    return spans
+    return [piece for span in spans for piece in _bounded(text, *span)]
+
+
+def _bounded(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The span cut into pieces of at most MAX_SENTENCE_CHARS, at spaces where there are any."""
+    pieces = []
+    while end - start > MAX_SENTENCE_CHARS:
+        limit = start + MAX_SENTENCE_CHARS
+        space = text.rfind(" ", start + 1, limit)
+        cut = space if space > start else limit
+        pieces.append(_trim(text, start, cut))
+        start = _skip_space(text, cut, end)
+    pieces.append((start, end))
+    return [piece for piece in pieces if piece[1] > piece[0]]
 
 
 def _split_block(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -58,6 +76,8 @@ def _split_block(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _ends_sentence(text: str, match: re.Match[str], end: int) -> bool:
+    if match.group()[0] in _CJK_ENDS:
+        return True
     next_start = _skip_space(text, match.end(), end)
     if next_start >= end:
         return True

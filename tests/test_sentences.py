@@ -1,4 +1,4 @@
-from rag.sentences import split_sentences
+from rag.sentences import MAX_SENTENCE_CHARS, split_sentences
 
 
 def sentences(text: str) -> list[str]:
@@ -54,3 +54,17 @@ def test_region_offsets_point_into_the_whole_text():
     text = "HEADER\n\nFirst one. Second one."
     spans = split_sentences(text, start=8)
     assert [text[s:e] for s, e in spans] == ["First one.", "Second one."]
+
+
+def test_chinese_and_japanese_full_stops_end_sentences_without_a_space():
+    text = "国防工业发展迅速。越南建造了船舶！是吗？Yes."
+    assert [text[s:e] for s, e in split_sentences(text)] == ["国防工业发展迅速。", "越南建造了船舶！", "是吗？", "Yes."]
+
+
+def test_text_with_no_sentence_end_is_cut_into_bounded_pieces_at_spaces():
+    text = " ".join(f"word{i}" for i in range(2000))
+    spans = split_sentences(text)
+    assert all(e - s <= MAX_SENTENCE_CHARS for s, e in spans) and len(spans) > 10
+    assert " ".join(text[s:e] for s, e in spans) == text  # cut at spaces, nothing lost
+    unbroken = "x" * 2500
+    assert [e - s for s, e in split_sentences(unbroken)] == [1000, 1000, 500]
