@@ -6,10 +6,13 @@ facts as NumPy columns, read from a segment's `chunks.npz` in milliseconds, and 
 chunk's line of `chunks.jsonl` (its text, title, heading, date) only when that chunk is first
 asked for. Parsing every line at load time took 1.5 s of the 2.5 s it took to open a
 100k-chunk index, and held every chunk as Python objects for the life of the process.
+Each line's CRC-32 is kept beside it and checked when the line is parsed, so a line changed
+or damaged since it was written fails as damage instead of serving text its article lacks.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -41,12 +44,13 @@ class ChunkRecords(Mapping[int, StoredChunk]):
 
     Row i of every column describes the chunk `ids[i]`; its sentences are rows
     `sentence_offsets[i]:sentence_offsets[i + 1]` of `sentence_ids` and `sentence_spans`.
-    A chunk read from disk is line `line_of[i]` of the segment file `sources[source[i]]`.
+    A chunk read from disk is line `line_of[i]` of the segment file `sources[source[i]]`, and
+    `line_checksums[i]` the CRC-32 of that line (0 for a chunk not written yet).
     """
 
     def __init__(self, ids: np.ndarray, article_ids: np.ndarray, hashes: np.ndarray, sentence_counts: np.ndarray,
-                 sentence_ids: np.ndarray, sentence_spans: np.ndarray, source: np.ndarray, line_of: np.ndarray,
-                 sources: list[_Lines], cache: dict[int, StoredChunk]) -> None:
+                 sentence_ids: np.ndarray, sentence_spans: np.ndarray, line_checksums: np.ndarray, source: np.ndarray,
+                 line_of: np.ndarray, sources: list[_Lines], cache: dict[int, StoredChunk]) -> None:
         if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
             raise ValueError("chunk ids must be distinct and ascending")
         self.ids = ids
@@ -55,6 +59,7 @@ class ChunkRecords(Mapping[int, StoredChunk]):
         self.sentence_counts = sentence_counts
         self.sentence_ids = sentence_ids
         self.sentence_spans = sentence_spans
+        self.line_checksums = line_checksums
         self._source = source
         self._line_of = line_of
         self._sources = sources
@@ -76,6 +81,7 @@ class ChunkRecords(Mapping[int, StoredChunk]):
             sentence_counts=np.array([len(s.sentence_ids) for s in chunks], dtype=np.int64),
             sentence_ids=np.array([i for s in chunks for i in s.sentence_ids], dtype=np.int64),
             sentence_spans=np.array([span for s in chunks for span in s.sentence_spans], dtype=np.int64).reshape(-1, 2),
+            line_checksums=np.zeros(len(ids), dtype=np.uint32),
             source=np.full(len(ids), _IN_MEMORY, dtype=np.int32),
             line_of=np.full(len(ids), -1, dtype=np.int64),
             sources=[],
@@ -88,7 +94,8 @@ class ChunkRecords(Mapping[int, StoredChunk]):
         lines = _Lines.read(folder / LINES_FILE)
         with np.load(folder / COLUMNS_FILE, allow_pickle=False) as columns:
             arrays = {name: columns[name] for name in
-                      ("ids", "article_ids", "hashes", "sentence_counts", "sentence_ids", "sentence_spans")}
+                      ("ids", "article_ids", "hashes", "sentence_counts", "sentence_ids", "sentence_spans",
+                       "line_checksums")}
         if len(lines) != len(arrays["ids"]) or arrays["sentence_counts"].sum() != len(arrays["sentence_ids"]):
             raise ValueError(f"{folder / LINES_FILE} holds {len(lines)} chunks, {folder / COLUMNS_FILE} "
                              f"{len(arrays['ids'])}")
@@ -97,21 +104,25 @@ class ChunkRecords(Mapping[int, StoredChunk]):
 
     def write(self, folder: Path, ids: np.ndarray) -> None:
         """Write the records of the given chunks (ids ascending) as a segment's: a chunk already
-        on disk is copied as its bytes, without being parsed."""
+        on disk is copied as its bytes, without being parsed, and keeps the checksum it was
+        written with (so damage is carried along detectably, never blessed)."""
         rows = self._rows(ids)
+        subset = self._subset(rows)
+        checksums = subset.line_checksums.copy()
         with (folder / LINES_FILE).open("wb") as handle:
-            for row in rows.tolist():
+            for number, row in enumerate(rows.tolist()):
                 source = int(self._source[row])
                 if source == _IN_MEMORY:
                     chunk_id = int(self.ids[row])
-                    handle.write(orjson.dumps({"faiss_id": chunk_id, **self._cache[chunk_id].chunk.to_json()}))
+                    line = orjson.dumps({"faiss_id": chunk_id, **self._cache[chunk_id].chunk.to_json()})
+                    checksums[number] = zlib.crc32(line)
                 else:
-                    handle.write(self._sources[source].line(int(self._line_of[row])))
+                    line = self._sources[source].line(int(self._line_of[row]))
+                handle.write(line)
                 handle.write(b"\n")
-        subset = self._subset(rows)
         np.savez(folder / COLUMNS_FILE, ids=subset.ids, article_ids=subset.article_ids, hashes=subset.hashes,
                  sentence_counts=subset.sentence_counts, sentence_ids=subset.sentence_ids,
-                 sentence_spans=subset.sentence_spans)
+                 sentence_spans=subset.sentence_spans, line_checksums=checksums)
 
     @staticmethod
     def concat(parts: list[ChunkRecords]) -> ChunkRecords:
@@ -133,6 +144,7 @@ class ChunkRecords(Mapping[int, StoredChunk]):
             sentence_counts=np.concatenate([p.sentence_counts for p in parts]),
             sentence_ids=np.concatenate([p.sentence_ids for p in parts]),
             sentence_spans=np.concatenate([p.sentence_spans for p in parts]),
+            line_checksums=np.concatenate([p.line_checksums for p in parts]),
             source=np.concatenate(shifted).astype(np.int32),
             line_of=np.concatenate([p._line_of for p in parts]),
             sources=sources, cache=cache)
@@ -147,7 +159,8 @@ class ChunkRecords(Mapping[int, StoredChunk]):
         ids = self.ids[rows]
         return ChunkRecords(ids=ids, article_ids=self.article_ids[rows], hashes=self.hashes[rows],
                             sentence_counts=self.sentence_counts[rows], sentence_ids=self.sentence_ids[sentence_rows],
-                            sentence_spans=self.sentence_spans[sentence_rows], source=self._source[rows],
+                            sentence_spans=self.sentence_spans[sentence_rows],
+                            line_checksums=self.line_checksums[rows], source=self._source[rows],
                             line_of=self._line_of[rows], sources=self._sources,
                             cache={i: self._cache[i] for i in ids.tolist() if i in self._cache})
 
@@ -203,9 +216,14 @@ class ChunkRecords(Mapping[int, StoredChunk]):
         return stored
 
     def _parse(self, row: int) -> StoredChunk:
-        fields = orjson.loads(self._sources[int(self._source[row])].line(int(self._line_of[row])))
+        lines, number = self._sources[int(self._source[row])], int(self._line_of[row])
+        line = lines.line(number)
+        if zlib.crc32(line) != self.line_checksums[row]:
+            raise ValueError(f"line {number + 1} of {lines.path} no longer matches its checksum, so it was "
+                             "changed or damaged after it was written")
+        fields = orjson.loads(line)
         if fields["faiss_id"] != self.ids[row]:
-            raise ValueError(f"chunk line {int(self._line_of[row])} holds chunk {fields['faiss_id']}, "
+            raise ValueError(f"line {number + 1} of {lines.path} holds chunk {fields['faiss_id']}, "
                              f"its columns say {int(self.ids[row])}")
         start, end = self.sentence_offsets[row], self.sentence_offsets[row + 1]
         return StoredChunk(chunk=Chunk.from_json(fields),
@@ -231,14 +249,15 @@ class ChunkRecords(Mapping[int, StoredChunk]):
 class _Lines:
     """A file's lines as one bytes object and where each ends: a line is sliced, not split."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, path: Path) -> None:
+        self.path = path
         self._data = data
         self._ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
         self._starts = np.concatenate([[0], self._ends[:-1] + 1]) if len(self._ends) else self._ends
 
     @classmethod
     def read(cls, path: Path) -> _Lines:
-        return cls(path.read_bytes())
+        return cls(path.read_bytes(), path)
 
     def __len__(self) -> int:
         return len(self._ends)

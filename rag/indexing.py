@@ -14,7 +14,7 @@ import importlib.metadata
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from rag.store import (
     CURRENT_FILE,
     FORMAT_VERSION,
     LOCK_FILE,
+    LOCK_HOLDER_FILE,
     Snapshot,
     check_compatible,
     current_snapshot_dir,
@@ -98,20 +99,22 @@ class UpdateReport:
 
 def build_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_DIR,
                 embedder: Embedder | None = None, config: Config | None = None, rebuild: bool = False,
-                progress: ProgressCallback | None = None, lock_timeout: float = 60.0) -> UpdateReport:
+                progress: ProgressCallback | None = None, lock_timeout: float = 60.0,
+                follow_links: bool = False) -> UpdateReport:
     """Create or incrementally update the index at `path` from article files and folders.
 
     A file that fails to read is reported in `failed` and keeps its previous version in the
-    index. A second writer waits up to `lock_timeout` seconds, then gets IndexBusyError.
+    index. A second writer waits up to `lock_timeout` seconds, then gets IndexBusyError. A
+    symbolic link out of a folder is skipped unless `follow_links`.
     """
     return update_index(sources, path, embedder, config, rebuild=rebuild, progress=progress,
-                        lock_timeout=lock_timeout)[0]
+                        lock_timeout=lock_timeout, follow_links=follow_links)[0]
 
 
 def update_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_DIR,
                  embedder: Embedder | None = None, config: Config | None = None, rebuild: bool = False,
                  progress: ProgressCallback | None = None, lock_timeout: float = 60.0,
-                 served: Snapshot | None = None) -> tuple[UpdateReport, Snapshot | None]:
+                 served: Snapshot | None = None, follow_links: bool = False) -> tuple[UpdateReport, Snapshot | None]:
     """build_index for a process that serves the index: when `served`, the snapshot it holds
     in memory, is the live one, the update starts from it instead of reading the index back
     from disk; returns the report and the new snapshot (None if nothing changed)."""
@@ -122,7 +125,7 @@ def update_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX
     with _write_lock(path, lock_timeout):
         roots = [Path(source).resolve() for source in sources]
         previous = None if rebuild else _current_or_none(path, embedder, config, served)
-        return _update_locked(load_articles(roots, config), roots, path, embedder, config, previous, progress,
+        return _update_locked(load_articles(roots, config, follow_links), roots, path, embedder, config, previous, progress,
                               previous_in_use=previous is not None and previous is served)
 
 
@@ -149,20 +152,52 @@ def _make_index_dir(path: Path) -> None:
 
 @contextmanager
 def _write_lock(path: Path, timeout: float) -> Iterator[None]:
-    """Hold the index's write lock; a writer that died left only staging folders to clear."""
-    lock = FileLock(str(path / LOCK_FILE))
+    """Hold the index's write lock, its holder's pid beside it; a writer that died left only
+    staging folders to clear. A wait for another writer is logged when it starts: an update
+    that seems stuck for a minute says why."""
+    lock, holder = FileLock(str(path / LOCK_FILE)), path / LOCK_HOLDER_FILE
     try:
-        lock.acquire(timeout=timeout)
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
+            log.warning("waiting for another update of the index at %s (%s) to finish, up to %g s…",
+                        path, _holder(holder), timeout)
+            lock.acquire(timeout=timeout)
+        holder.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        remove_stale_staging(path)
     except Timeout:
         raise IndexBusyError(
-            f"another process is updating the index at {path} (lock {path / LOCK_FILE} held for "
-            f"{timeout:g} s): wait for it to finish and try again"
+            f"another process is updating the index at {path} ({_holder(holder)}, lock {path / LOCK_FILE} held "
+            f"for {timeout:g} s): wait for it to finish and try again"
         ) from None
+    except OSError as error:
+        if lock.is_locked:
+            lock.release()
+        raise IndexWriteError(_lock_failure(path, error)) from error
     try:
-        remove_stale_staging(path)
         yield
     finally:
+        with suppress(OSError):  # a stale pid only makes a waiter's message wrong
+            holder.unlink(missing_ok=True)
         lock.release()
+
+
+def _holder(holder: Path) -> str:
+    """Who holds the write lock, as a message says it: "pid N" if it wrote its pid."""
+    try:
+        return f"pid {int(holder.read_text(encoding='utf-8'))}"
+    except (OSError, ValueError):
+        return "pid unknown"
+
+
+def _lock_failure(path: Path, error: OSError) -> str:
+    """Why the write lock of the index at `path` cannot be taken, and the fix."""
+    lock = path / LOCK_FILE
+    if lock.is_dir():
+        return (f"cannot lock the index at {path}: {lock} is a folder, not a lock file: remove it and run "
+                "`rag index` again")
+    return (f"cannot lock the index at {path} ({error.strerror or error}); the index is unchanged: fix the "
+            "folder's permissions, then run `rag index` again")
 
 
 def _same_text(embedded: list[Article], entries: dict[str, dict[str, Any]]) -> dict[str, str]:

@@ -13,6 +13,7 @@ candidates are read back by id. Recall@10 against exact search is measured by be
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import threading
@@ -83,11 +84,12 @@ class VectorIndex:
             self._graph.read_ahead()
 
     def write(self, path: Path) -> None:
-        faiss.write_index(self._main, str(path))
+        """Write the index to `path`, a graph's ids and changes beside it; OSError if it cannot be."""
+        _write_faiss(self._main, path)
         if self._graph is not None:
             np.save(_ids_path(path), self._graph.ids, allow_pickle=False)
         if self.tail.ntotal:
-            faiss.write_index(self.tail, str(_tail_path(path)))
+            _write_faiss(self.tail, _tail_path(path))
         if len(self.dead):
             np.save(_dead_path(path), self.dead, allow_pickle=False)
 
@@ -272,6 +274,28 @@ def _faiss_threads(count: int) -> Iterator[None]:
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _write_faiss(index: faiss.Index, path: Path) -> None:
+    """Write a FAISS index, raising OSError if it is not all on disk. FAISS raises RuntimeError
+    when a write fails, but only prints the error of its final flush (a full disk then leaves a
+    truncated file), so the file's size is checked against a count of the bytes it serialises
+    (17 ms for 100k vectors of 384 dimensions)."""
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as error:
+        reason = str(error).rpartition("failed: ")[2]  # without FAISS's C++ location and condition
+        raise OSError(f"FAISS could not write {path.name}: {reason}") from error
+    expected = 0
+
+    def count(data: bytes) -> None:
+        nonlocal expected
+        expected += len(data)
+
+    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
+    written = path.stat().st_size
+    if written != expected:
+        raise OSError(errno.ENOSPC, f"{path} was cut short at {written} of {expected} bytes, the disk may be full")
 
 
 def _ids_path(path: Path) -> Path:

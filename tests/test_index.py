@@ -392,7 +392,7 @@ def test_bad_queries_are_refused(fake_index, query, message):
 
 
 def test_k_out_of_range_is_refused(fake_index):
-    with pytest.raises(QueryError, match="k must be between 1 and 1000, got 0"):
+    with pytest.raises(QueryError, match="k \\(passages\\) must be a whole number from 1 to 1000, got 0"):
         open_index(fake_index).search("ships", k=0)
 
 
