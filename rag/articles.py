@@ -1,18 +1,23 @@
 """Reading article files: decoding, validation, and the header conventions of the seeds.
 
-An article file is UTF-8 text. It may start with a ` date YYYY-MM-DD ` prefix, then site
-boilerplate lines ("Politics & Law"), a headline and a dateline ("March 15, 2025 - 21:20")
-before the body. The prefix, boilerplate, headline and dateline are metadata: the title,
-heading and date come from them, and the body (what is chunked and cited) starts after them. The text
-itself is kept exactly as decoded so that offsets point into the file.
+An article file is UTF-8 text, or UTF-16 with a byte order mark (as Windows editors may save
+it). It may start with a ` date YYYY-MM-DD ` prefix, then site boilerplate lines ("Politics &
+Law"), a headline and a dateline ("March 15, 2025 - 21:20") before the body. The prefix,
+boilerplate, headline and dateline are metadata: the title, heading and date come from them,
+and the body (what is chunked and cited) starts after them. The text itself is kept exactly as
+decoded so that offsets point into it.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
+import errno
 import hashlib
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +29,11 @@ from rag.sentences import split_sentences
 log = logging.getLogger(__name__)
 
 ARTICLE_SUFFIXES = frozenset({".txt", ".md"})
+
+_BYTE_ORDER_MARKS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
+    (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 
 _DATE_PREFIX = re.compile(r"\A\ufeff?\s*date\s+(\S+)[ \t]*")
 _MONTHS = "january february march april may june july august september october november december"
@@ -41,18 +51,22 @@ _DANGLING_WORDS = frozenset("a an and as at by for from in of on or the to with"
 @dataclass
 class LoadReport:
     """What reading a set of paths gave: the articles, one message per file that failed, and
-    the files passed over for their extension."""
+    one per entry of a folder passed over (its extension, a subfolder, a broken link...)."""
 
     articles: list[Article] = field(default_factory=list)
     failures: dict[Path, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
 
-def load_articles(paths: list[Path], config: Config) -> LoadReport:
-    """Read every article file under `paths` (files or folders); one bad file never stops the rest."""
+def load_articles(paths: list[Path], config: Config, follow_links: bool = False) -> LoadReport:
+    """Read every article file under `paths` (files or folders); one bad file never stops the rest.
+
+    A link in a folder is read only if it resolves inside that folder, unless `follow_links`:
+    otherwise a link to /etc/passwd dropped into the folder would become searchable.
+    """
     report = LoadReport()
     seen: dict[str, Path] = {}
-    for path in _article_files(paths, report):
+    for path in _article_files(paths, report, follow_links):
         try:
             article = read_article(path, config)
         except ArticleError as error:
@@ -69,26 +83,59 @@ def load_articles(paths: list[Path], config: Config) -> LoadReport:
     return report
 
 
-def _article_files(paths: list[Path], report: LoadReport) -> list[Path]:
+def _article_files(paths: list[Path], report: LoadReport, follow_links: bool) -> list[Path]:
+    """The article files among `paths` and in the folders among them (not in their subfolders)."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            try:
+                names = sorted(path.iterdir())
+            except OSError as error:
+                report.failures[path] = f"{_as_text(path)}: cannot be read ({error.strerror or error})"
+                continue
+            folder = path.resolve()
+            entries = [(entry, folder) for entry in names
+                       if not entry.name.startswith(".")]  # editors' and uploads' temporary files
         elif path.exists():
-            candidates = [path]
+            entries = [(path, None)]
         else:
-            report.failures[path] = f"{path}: no such file or folder"
+            report.failures[path] = f"{_as_text(path)}: no such file or folder"
             continue
-        for candidate in candidates:
-            if candidate.suffix.lower() in ARTICLE_SUFFIXES:
-                files.append(candidate)
+        for entry, within in entries:
+            reason = _skip_reason(entry, within, follow_links)
+            if reason:
+                report.skipped.append(f"{_as_text(entry)}: skipped, {reason}")
             else:
-                report.skipped.append(f"{candidate}: skipped, only .txt and .md files are read")
+                files.append(entry)
     return files
+
+
+def _skip_reason(entry: Path, folder: Path | None, follow_links: bool) -> str | None:
+    """Why `entry` is not read as an article, or None if it is. A link found in `folder`
+    (resolved; None for a path given by name) must resolve inside it unless `follow_links`."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if error.errno == errno.ENOENT and entry.is_symlink():
+            return "a symbolic link to nothing (its target is gone)"
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISDIR(mode):
+        return "subfolders are not read (name the subfolder to index it too)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    if entry.suffix.lower() not in ARTICLE_SUFFIXES:
+        return "only .txt and .md files are read"
+    if folder and not follow_links and entry.is_symlink() and not entry.resolve().is_relative_to(folder):
+        return f"a symbolic link to {_as_text(entry.resolve())}, outside the folder; links out of it are not followed"
+    return None
 
 
 def read_article(path: Path, config: Config) -> Article:
     """Read and parse one article file, or raise ArticleError naming the file and the problem."""
+    if _as_text(path) != str(path):  # its id and source are stored as text
+        raise ArticleError(f"{_as_text(path)}: the path is not valid UTF-8; rename the file or its folder")
     raw = _read_bytes(path, config.max_file_bytes)
     text = decode_article_bytes(raw, path)
     return parse_article(text, article_id=path.stem, source=path, content_hash=content_hash(raw))
@@ -112,26 +159,39 @@ def _read_bytes(path: Path, limit: int) -> bytes:
 
 
 def decode_article_bytes(raw: bytes, path: Path) -> str:
-    """Decode as UTF-8, refusing empty, binary and mis-encoded files with a precise message."""
+    """Decode UTF-8, or UTF-16 or UTF-32 after a byte order mark (the mark is dropped), refusing
+    empty, binary and mis-encoded files with a precise message."""
     if not raw:
         raise ArticleError(f"{path}: file is empty")
-    nul = raw.find(b"\x00")
+    encoding = next((name for mark, name in _BYTE_ORDER_MARKS if raw.startswith(mark)), "UTF-8")
+    nul = raw.find(b"\x00") if encoding == "UTF-8" else -1  # UTF-16 and UTF-32 are full of NUL bytes
     if nul != -1:
         raise ArticleError(
             f"{path}: looks like a binary file (NUL byte at offset {nul}); "
             "articles must be plain UTF-8 text"
         )
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(encoding)
     except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
+        line = raw[: error.start].decode(encoding, errors="replace").count("\n") + 1
         raise ArticleError(
-            f"{path}: not valid UTF-8 at byte {error.start} (line {line}); "
+            f"{path}: not valid {encoding} at byte {error.start} (line {line}); "
             "re-save the file as UTF-8"
         ) from error
+    if "\x00" in text:
+        raise ArticleError(
+            f"{path}: looks like a binary file (NUL character at position {text.index(chr(0))} "
+            f"of its {encoding} text); articles must be plain text"
+        )
     if not text.strip().lstrip("\ufeff").strip():
         raise ArticleError(f"{path}: file holds only whitespace")
     return text
+
+
+def _as_text(path: Path) -> str:
+    """The path as printable text: the bytes of a name that is not UTF-8, which Python holds as
+    lone surrogates (unprintable, unstorable), written as \\xff escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def parse_article(text: str, article_id: str, source: Path, content_hash: str) -> Article:
@@ -141,6 +201,8 @@ def parse_article(text: str, article_id: str, source: Path, content_hash: str) -
     body_start = _skip_whitespace(text, boilerplate_end)
     if body_start >= len(text):  # a lone short line is the article, not its headline
         headline, body_start = None, _skip_whitespace(text, position)
+    if body_start >= len(text):
+        raise ArticleError(f"{source}: file holds only a date prefix, no article text")
     if date and dateline_date and date != dateline_date:
         log.warning("%s: date prefix %s disagrees with dateline %s; using the prefix",
                     source, date, dateline_date)

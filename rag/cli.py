@@ -1,6 +1,7 @@
 """The `rag` command: a thin shell over the public API.
 
-User errors exit 1 with one line on stderr; usage errors exit 2 (click's convention).
+User errors exit 1 with one line on stderr; usage errors exit 2 (click's convention). What
+comes from articles, file names or a model is printed without control characters.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,6 +35,10 @@ index_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_UNESCAPED_IN_JSON = re.compile(r"[\x7f-\x9f\ud800-\udfff]")  # json.dumps escapes only C0
+
 
 class _Group(click.Group):
     """Turns every RagError into one line on stderr and exit status 1."""
@@ -41,7 +47,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except RagError as error:
-            click.echo(f"error: {error}", err=True)
+            _echo(f"error: {error}", err=True)
             sys.exit(1)
 
 
@@ -66,10 +72,11 @@ def main(verbose: bool) -> None:
               help="Folder of articles, used when no PATHS are given.")
 @index_option
 @click.option("--rebuild", is_flag=True, help="Start from scratch instead of updating.")
+@click.option("--follow-links", is_flag=True, help="Also read symbolic links that point out of the folder.")
 @click.option("--max-file-mb", type=click.FloatRange(min=0.001), default=5.0, show_default=True,
               help="Refuse article files larger than this.")
 @json_option
-def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path, rebuild: bool,
+def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path, rebuild: bool, follow_links: bool,
                   max_file_mb: float, as_json: bool) -> None:
     """Build or update the index from article files (.txt, .md) and folders.
 
@@ -83,7 +90,7 @@ def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path, rebuild
       rag index --rebuild
     """
     config = Config(max_file_bytes=int(max_file_mb * 1_000_000))
-    report = build_index(list(paths) or [seeds], index_dir, config=config, rebuild=rebuild,
+    report = build_index(list(paths) or [seeds], index_dir, config=config, rebuild=rebuild, follow_links=follow_links,
                          progress=None if as_json else _progress_bar("embedding"))
     _print_report(report, as_json)
     if report.failed:
@@ -111,8 +118,8 @@ def _filters(index: Index, since: Any, until: Any, articles: tuple[str, ...], in
     date_from, date_to = (since.date() if since else None), (until.date() if until else None)
     undated = index.undated_articles() if (date_from or date_to) and not include_undated and not as_json else []
     if undated:
-        click.echo(f"note: {len(undated)} article(s) of unknown date ({', '.join(undated)}) are not searched "
-                   "under a date filter; add --include-undated to search them", err=True)
+        _echo(f"note: {len(undated)} article(s) of unknown date ({', '.join(undated)}) are not searched "
+              "under a date filter; add --include-undated to search them", err=True)
     return {"date_from": date_from, "date_to": date_to, "articles": list(articles) or None,
             "include_undated": include_undated}
 
@@ -142,14 +149,14 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
         return
     _print_corrections(corrections)
     if not hits:
-        click.echo("No passage matches.")
+        _echo("No passage matches.")
     for hit in hits:
         chunk = hit.chunk
-        click.echo(f"{hit.rank}. [{hit.score:.3f}] {chunk.title} ({_date(chunk.date)}) "
-                   f"{chunk.article_id} [{chunk.start}:{chunk.end}]")
+        _echo(f"{hit.rank}. [{hit.score:.3f}] {chunk.title} ({_date(chunk.date)}) "
+              f"{chunk.article_id} [{chunk.start}:{chunk.end}]")
         for other in hit.corroborating:
-            click.echo(f"   also reported by {other.article_id} ({other.title}) [{other.start}:{other.end}]")
-        click.echo(f"   {_one_line(chunk.text)}\n")
+            _echo(f"   also reported by {other.article_id} ({other.title}) [{other.start}:{other.end}]")
+        _echo(f"   {_one_line(chunk.text)}\n")
 
 
 @main.command()
@@ -188,7 +195,7 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
 
     def show(token: str) -> None:
         streamed.append(token)
-        click.echo(token, nl=False)
+        _echo(token, nl=False)
 
     answer = index.ask(question, k=k, mode=mode, generator=generator, on_token=None if as_json else show,
                        **_filters(index, since, until, articles, include_undated, as_json))
@@ -196,26 +203,26 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
         _print_json(answer.to_json())
         return
     if streamed:
-        click.echo(f"\n\n--- {'verified answer' if answer.mode == 'llm' else 'answer'} ---")
+        _echo(f"\n\n--- {'verified answer' if answer.mode == 'llm' else 'answer'} ---")
     _print_corrections(answer.corrections)
     # An extractive note (a hedge, a language) says how to read the answer: it comes first; an
     # LLM note is about the flagged sentences listed after the answer: it follows them.
     if answer.notice and answer.mode == "extractive":
-        click.echo(f"note: {answer.notice}\n")
-    click.echo(answer.answer)
+        _echo(f"note: {answer.notice}\n")
+    _echo(answer.answer)
     _print_unsupported(answer)
     if answer.notice and answer.mode == "llm":
-        click.echo(f"\nnote: {answer.notice}")
+        _echo(f"\nnote: {answer.notice}")
     if answer.citations:
-        click.echo("\nSources:")
+        _echo("\nSources:")
         for citation in answer.citations:
-            click.echo(f"[{citation.n}] {citation.title} ({_date(citation.date)}), {citation.article_id} "
-                       f"[{citation.start}:{citation.end}]")
+            _echo(f"[{citation.n}] {citation.title} ({_date(citation.date)}), {citation.article_id} "
+                  f"[{citation.start}:{citation.end}]")
     if answer.related:
-        click.echo("\nRelated passages (not an answer):")
+        _echo("\nRelated passages (not an answer):")
         for passage in answer.related:
-            click.echo(f"- {passage.title} ({_date(passage.date)}), {passage.article_id} "
-                       f"[{passage.start}:{passage.end}]: {_one_line(passage.text)[:160]}…")
+            _echo(f"- {passage.title} ({_date(passage.date)}), {passage.article_id} "
+                  f"[{passage.start}:{passage.end}]: {_one_line(passage.text)[:160]}…")
 
 
 @main.command()
@@ -227,12 +234,12 @@ def info(index_dir: Path, as_json: bool) -> None:
     if as_json:
         _print_json(details)
         return
-    click.echo(f"index {details['index']}: {details['counts']['articles']} articles, "
-               f"{details['counts']['chunks']} chunks, model {details['model']} ({details['dim']} dims), "
-               f"updated {details['updated_at']}")
+    _echo(f"index {details['index']}: {details['counts']['articles']} articles, "
+          f"{details['counts']['chunks']} chunks, model {details['model']} ({details['dim']} dims), "
+          f"updated {details['updated_at']}")
     for article in details["articles"]:
-        click.echo(f"  {article['id']}  {article['date'] or 'date unknown':>12}  "
-                   f"{article['chunks']:>3} chunks  {article['title']}")
+        _echo(f"  {article['id']}  {article['date'] or 'date unknown':>12}  "
+              f"{article['chunks']:>3} chunks  {article['title']}")
 
 
 @main.command("eval")
@@ -284,10 +291,10 @@ def eval_command(qa_file: Path | None, articles: tuple[Path, ...], beir_dir: Pat
     if as_json:
         _print_json(results)
         return
-    click.echo(header)
-    click.echo(f"  {'run':<8}" + "".join(f"{name:>12}" for name in columns))
+    _echo(header)
+    _echo(f"  {'run':<8}" + "".join(f"{name:>12}" for name in columns))
     for run, metrics in results["runs"].items():
-        click.echo(f"  {run:<8}" + "".join(f"{metrics[name]:>12.3f}" for name in columns))
+        _echo(f"  {run:<8}" + "".join(f"{metrics[name]:>12.3f}" for name in columns))
     if "answers" in results:
         _print_answer_figures(results["answers"])
 
@@ -296,18 +303,18 @@ def _print_answer_figures(answers: dict[str, Any]) -> None:
     names = ["answerable", "unanswerable", "gold_in_answer", "answerable_not_found", "answerable_hedged",
              "unanswerable_not_found", "unanswerable_answered"]
     short = ["ans", "unans", "gold", "ans:nf", "ans:hedge", "unans:nf", "unans:ans"]
-    click.echo("answers (rag ask, extractive):")
-    click.echo(f"  {'group':<28}" + "".join(f"{name:>10}" for name in short))
+    _echo("answers (rag ask, extractive):")
+    _echo(f"  {'group':<28}" + "".join(f"{name:>10}" for name in short))
     for group, figures in [("all", answers), *answers["groups"].items()]:
         cells = [figures[name] for name in names]
-        click.echo(f"  {group:<28}" + "".join(f"{'-' if v is None else v if isinstance(v, int) else f'{v:.3f}':>10}"
-                                               for v in cells))
+        _echo(f"  {group:<28}" + "".join(f"{'-' if v is None else v if isinstance(v, int) else f'{v:.3f}':>10}"
+                                          for v in cells))
     typo = answers.get("typo_vs_original")
     if typo:
-        click.echo(f"  typo variants: gold {typo['typo_gold_in_answer']:.3f} vs their originals "
-                   f"{typo['original_gold_in_answer']:.3f} ({typo['pairs']} pairs)")
+        _echo(f"  typo variants: gold {typo['typo_gold_in_answer']:.3f} vs their originals "
+              f"{typo['original_gold_in_answer']:.3f} ({typo['pairs']} pairs)")
     for failure in answers["failures"]:
-        click.echo(f"  {failure}")
+        _echo(f"  {failure}")
 
 
 @main.command()
@@ -335,9 +342,9 @@ def serve(index_dir: Path, seeds: Path, host: str, port: int, insecure: bool) ->
     embedder = default_embedder()  # one model in memory, for the build and for serving
     report = build_index([seeds], index_dir, embedder=embedder, progress=_progress_bar("embedding"))
     if report.changed:
-        click.echo(f"index updated: {report.summary()}")
+        _echo(f"index updated: {report.summary()}")
     for message in report.failed:
-        click.echo(f"warning: {message}", err=True)
+        _echo(f"warning: {message}", err=True)
     serve_app(Index.open(index_dir, embedder=embedder), seeds_dir=seeds, host=host, port=port, insecure=insecure)
 
 
@@ -368,16 +375,16 @@ def _llm_generator(mode: str, url: str | None, model: str | None, gguf: Path | N
 def _print_corrections(corrections: dict[str, tuple[str, ...]]) -> None:
     """Say which typed words were read as others, so the reader sees what was searched."""
     if corrections:
-        click.echo("searched for " + ", ".join(f"{' or '.join(read_as)} (for '{typed}')"
-                                                for typed, read_as in corrections.items()) + "\n")
+        _echo("searched for " + ", ".join(f"{' or '.join(read_as)} (for '{typed}')"
+                                           for typed, read_as in corrections.items()) + "\n")
 
 
 def _print_unsupported(answer: Answer) -> None:
     unsupported = [sentence for sentence in answer.sentences if not sentence.supported]
     if unsupported:
-        click.echo("\nNot supported by the passages they cite (left out of the answer):")
+        _echo("\nNot supported by the passages they cite (left out of the answer):")
         for sentence in unsupported:
-            click.echo(f"- {sentence.text} {''.join(f'[{n}]' for n in sentence.citations)}".rstrip())
+            _echo(f"- {sentence.text} {''.join(f'[{n}]' for n in sentence.citations)}".rstrip())
 
 
 def _print_report(report: UpdateReport, as_json: bool) -> None:
@@ -385,10 +392,10 @@ def _print_report(report: UpdateReport, as_json: bool) -> None:
         _print_json(report.to_json())
         return
     for message in report.skipped:
-        click.echo(message, err=True)
+        _echo(message, err=True)
     for message in report.failed:
-        click.echo(f"error: {message}", err=True)
-    click.echo(report.summary())
+        _echo(f"error: {message}", err=True)
+    _echo(report.summary())
 
 
 def _progress_bar(label: str) -> Callable[[int, int], None]:
@@ -408,8 +415,17 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
     return update
 
 
+def _echo(text: str = "", err: bool = False, nl: bool = True) -> None:
+    """click.echo, safe for a terminal whatever the text holds: control characters are dropped
+    (an ESC in a title would start a sequence that recolours, retitles or clears the terminal)
+    and lone surrogates, which cannot be written, become U+FFFD. The index keeps the text as read."""
+    click.echo(_SURROGATE.sub("\ufffd", _CONTROL.sub("", text)), err=err, nl=nl)
+
+
 def _print_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+    """JSON with the characters a terminal would act on or cannot write escaped: same data."""
+    text = json.dumps(payload, ensure_ascii=False, indent=2)
+    click.echo(_UNESCAPED_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text))
 
 
 def _date(date: Any) -> str:

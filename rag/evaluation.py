@@ -90,7 +90,10 @@ def qa_index(articles: list[Path], cache: Path = Path(".cache/qa")) -> Index:
     from rag.indexing import build_index
 
     embedder = default_embedder()
-    key = hashlib.blake2b("\0".join(sorted(str(p.resolve()) for p in articles)).encode(), digest_size=8)
+    from rag.store import FORMAT_VERSION
+
+    folders = "\0".join(sorted(str(p.resolve()) for p in articles))
+    key = hashlib.blake2b(f"{FORMAT_VERSION}\0{folders}".encode(), digest_size=8)
     path = cache / key.hexdigest()
     report = build_index(articles, path, embedder=embedder)
     if report.failed:

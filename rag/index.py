@@ -243,6 +243,10 @@ def _make_filter(snapshot: Snapshot, date_from: dt.date | None, date_to: dt.date
                              "pass datetime.date.fromisoformat('YYYY-MM-DD')")
     if isinstance(articles, str | bytes):
         raise QueryError(f"articles must be a list of article ids, not one string: articles=[{articles!r}]")
+    if articles is not None:
+        articles = list(articles)
+        if not all(isinstance(article, str) for article in articles):
+            raise QueryError(f"articles must be article ids (text), got {articles!r}: `rag info` lists them")
     if date_from and date_to and date_from > date_to:
         raise QueryError(f"the date range is empty: {date_from} is after {date_to}")
     chosen = None

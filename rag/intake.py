@@ -98,8 +98,8 @@ def _intake_one(file: Path, seeds_dir: Path, config: Config) -> IntakeResult:
         return IntakeResult(name, "refused", f"{name}: cannot be read ({error.strerror or error})")
 
     target = seeds_dir / safe_name
-    if target.exists():
-        if target.read_bytes() == raw:
+    if target.is_symlink() or target.exists():
+        if _holds(target, raw):
             return IntakeResult(name, "unchanged", f"{name}: {target} already holds this file", target)
         return IntakeResult(
             name, "refused",
@@ -130,6 +130,15 @@ def _validated(file: Path, name: str, config: Config) -> Article:
     except ArticleError as error:
         message = str(error).removeprefix(f"{file}: ")
         raise ArticleError(f"{name}: {message}") from error
+
+
+def _holds(target: Path, raw: bytes) -> bool:
+    """Whether `target` is a file holding `raw`. A link is never read through: comparing would
+    tell the uploader what a file outside the folder holds."""
+    try:
+        return not target.is_symlink() and target.is_file() and target.read_bytes() == raw
+    except OSError:
+        return False
 
 
 def _same_article_id(seeds_dir: Path, target: Path) -> Path | None:

@@ -230,6 +230,7 @@ def test_a_question_not_in_english_gets_a_notice_saying_so(fake):
     ({"question": "ships", "k": True}, "whole number from 1 to 50, got True"),
     ({"question": "ships", "date_from": "2025-01-01"}, "date_from must be a datetime.date, got str"),
     ({"question": "ships", "articles": "004_0ad313e58527b596"}, "a list of article ids, not one string"),
+    ({"question": "ships", "articles": [None]}, "must be article ids \\(text\\), got \\[None\\]"),
 ])
 def test_wrong_arguments_get_a_message_that_names_the_fix(fake, arguments, message):
     with pytest.raises(QueryError, match=message):

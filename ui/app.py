@@ -5,15 +5,21 @@ A thin shell over the public API of `rag`. `serve()` is what `rag serve` calls.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import hmac
 import ipaddress
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag import Index, RagError
 from ui.api import ASK_CONCURRENCY, register_api
@@ -35,6 +41,15 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
 """Example questions about the seed articles, each shown only when the index holds its article."""
 
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+
+LOGIN_DELAY_FIRST = 0.5
+LOGIN_DELAY_MAX = 8.0
+"""Seconds a wrong login is held: the first, doubled for each wrong one in a row, up to the max."""
+_LOGIN_CLIENTS_KEPT = 10_000
+"""Clients whose wrong logins are counted at once; the oldest are forgotten first."""
+_login_client: ContextVar[str] = ContextVar("login_client", default="")
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Handlers:
@@ -182,10 +197,79 @@ def serve(index: Index, seeds_dir: Path, host: str = "127.0.0.1", port: int = 78
     # (tests/test_index.py), so nothing frozen outlives its use.
     gc.freeze()
     app.launch(
-        server_name=host, server_port=port, auth=auth, share=False, show_error=False,
+        server_name=host, server_port=port, share=False, show_error=False,
         footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,
-        ssr_mode=False, max_file_size=index.config.max_file_bytes, css_paths=STYLE,
+        ssr_mode=False, max_file_size=index.config.max_file_bytes, css_paths=STYLE, **login_options(auth),
     )
+
+
+def login_options(login: tuple[str, str] | None, sleep: Sleep = asyncio.sleep) -> dict[str, Any]:
+    """The launch options that ask for `login`, if any: the check, slowed down for a client that
+    keeps getting it wrong, and the middleware that tells the check which client is trying."""
+    if login is None:
+        return {"auth": None}
+    return {"auth": login_check(*login, sleep=sleep), "app_kwargs": {"middleware": [Middleware(_LoginClient)]}}
+
+
+def login_check(user: str, password: str, sleep: Sleep = asyncio.sleep) -> Callable[[str, str], Awaitable[bool]]:
+    """Gradio's login check, with a growing delay per client: a wrong login is answered only
+    after `login_delay` of the client's wrong ones in a row, and a client's tries are checked one
+    at a time, so 30 guesses take minutes instead of a second. A right login clears the count.
+
+    An async function, as Gradio awaits only those and `sleep` must not block its event loop.
+    """
+    expected = (user.encode(errors="surrogatepass"), password.encode(errors="surrogatepass"))
+    clients: dict[str, _Tries] = {}
+
+    async def check(given_user: str, given_password: str) -> bool:
+        tries = clients.setdefault(_login_client.get(), _Tries())
+        _forget_oldest(clients)
+        async with tries.lock:
+            # Both compared in constant time: the time taken tells nothing about either.
+            right = (hmac.compare_digest(given_user.encode(errors="surrogatepass"), expected[0])
+                     & hmac.compare_digest(given_password.encode(errors="surrogatepass"), expected[1]))
+            tries.wrong = 0 if right else tries.wrong + 1
+            if not right:
+                await sleep(login_delay(tries.wrong))
+        return right
+
+    return check
+
+
+def login_delay(wrong: int) -> float:
+    """Seconds to hold the answer to the `wrong`-th wrong login in a row: 0.5, 1, 2, 4, 8, 8..."""
+    return min(LOGIN_DELAY_FIRST * 2.0 ** min(wrong - 1, 16), LOGIN_DELAY_MAX)
+
+
+@dataclass
+class _Tries:
+    """A client's wrong logins in a row, and the lock that has it try one at a time."""
+
+    wrong: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _forget_oldest(clients: dict[str, _Tries]) -> None:
+    """Keep memory bounded whatever the number of addresses trying: forget the clients seen
+    first, except those being checked now."""
+    excess = len(clients) - _LOGIN_CLIENTS_KEPT
+    if excess > 0:
+        for client in [client for client, tries in clients.items() if not tries.lock.locked()][:excess]:
+            del clients[client]
+
+
+class _LoginClient:
+    """ASGI middleware that tells `login_check` which client is trying: Gradio passes it only the
+    user and password. Behind a proxy on this machine, uvicorn takes the client from the
+    proxy's X-Forwarded-For."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("client"):
+            _login_client.set(scope["client"][0])
+        await self.app(scope, receive, send)
 
 
 def login_for(host: str, insecure: bool, environ: Mapping[str, str]) -> tuple[str, str] | None:

@@ -85,7 +85,15 @@ class Workspace:
         return self.index.version
 
     def status(self) -> dict[str, Any]:
-        return {**self.index.info(), "seeds": str(self.seeds_dir), "llm_available": self.llm_available}
+        """`Index.info` for anyone who can reach the page, so without the server's paths: the
+        index and the articles folder by name, each article's file relative to that folder
+        (by name alone if it lies elsewhere)."""
+        info = self.index.info()
+        seeds = self.seeds_dir.resolve()
+        articles = [{**article, "source": _relative_source(Path(article["source"]), seeds)}
+                    for article in info["articles"]]
+        return {**info, "index": self.index.path.resolve().name, "articles": articles,
+                "seeds": seeds.name, "llm_available": self.llm_available}
 
     def add_files(self, files: Sequence[str | Path], progress: Progress | None = None) -> RebuildOutcome:
         """Take the files into the seeds folder, then rebuild if any was new."""
@@ -112,6 +120,11 @@ class Workspace:
                  error: str | None) -> RebuildOutcome:
         return RebuildOutcome(intake, report, error, dt.datetime.now(),
                               self.index.manifest["counts"]["articles"])
+
+
+def _relative_source(source: Path, seeds: Path) -> str:
+    """An article's file relative to the (resolved) articles folder, or its name alone."""
+    return str(source.relative_to(seeds)) if source.is_relative_to(seeds) else source.name
 
 
 def parse_date(value: str | None, name: str) -> dt.date | None:
