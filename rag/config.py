@@ -36,8 +36,8 @@ class Config:
     max_query_chars: int = 2_000
     fusion: Literal["robust", "zscore", "rrf"] = "robust"
     lexical_weight: float = 0.45
-    sentence_weight: float = 0.4
-    article_weight: float = 0.2
+    sentence_weight: float = 0.3
+    article_weight: float = 0.3
     candidates: int = 100
     duplicate_similarity: float = 0.85
     answer_coverage_weight: float = 0.8

@@ -5,8 +5,8 @@ the best score a further sentence must reach (`answer_keep_ratio`) and the passa
 (k). Each setting is scored on the tune split's English answerable questions by
 gold-in-answer minus LENGTH_COST per sentence quoted (without that cost, quoting more
 always wins). 5-fold cross-validation inside tune reports what the choice is worth on
-questions it was not chosen on; the setting written to Config is the best on the mean over
-folds. The held-out split is never read: report it with `rag eval --split heldout`.
+questions it was not chosen on. A setting replaces the defaults in Config only when it beats
+them on the mean over tune by more than the spread across folds: a smaller gain is noise. The held-out split is never read: report it with `rag eval --split heldout`.
 
     .venv/bin/python scripts/tune_answers.py
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import KFold
 
+from rag.answerability import AnswerabilityModel
 from rag.evaluation import holds_gold, load_questions, qa_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +42,9 @@ SEED = 20261203
 def main() -> None:
     index = qa_index(ARTICLES)
     index.embed_query = functools.lru_cache(maxsize=None)(index.embed_query)  # type: ignore[method-assign]
-    # The answerability signals do not choose sentences: skip their token encoding here.
+    # Sentences are chosen whatever the outcome: every answer is composed (hedged), and the
+    # answerability signals, which choose no sentence, skip their token encoding here.
+    index.answerability = AnswerabilityModel.hedging()
     index.embedder.embed_tokens = lambda texts: [  # type: ignore[method-assign]
         (np.zeros((0, index.embedder.dim), np.float32), np.zeros((0, 2), np.int64)) for _ in texts]
     questions = [q for q in load_questions(QUESTIONS, "tune") if q.answerable and q.kind != "non-english"]
@@ -61,7 +64,7 @@ def main() -> None:
         best = int(np.argmax(scores[:, train].mean(axis=1)))
         held_out.append(scores[best, test].mean())
     best = int(np.argmax(scores.mean(axis=1)))
-    current = settings.index(tuple(getattr(base, n) if n != "k" else 5 for n in names))
+    current = settings.index(tuple(getattr(base, n if n != "k" else "answer_passages") for n in names))
     print(f"{len(questions)} tune questions, {len(settings)} settings; score = gold - {LENGTH_COST} x sentences")
     print(f"current defaults: {scores[current].mean():.3f}")
     print(f"cross-validated (best on 4 folds, scored on the 5th): {np.mean(held_out):.3f} +- {np.std(held_out):.3f}")

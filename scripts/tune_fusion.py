@@ -6,11 +6,10 @@ query is scored once (nDCG@10). Cross-validation then asks what choosing pays on
 the choice did not see: for each of 5 folds the setting best on the other four is scored on
 it, and the mean of those held-out folds is printed beside the full-train figure of the
 setting chosen. The default is the setting best across folds: the highest mean rank over
-the five folds, not the highest single number. The seed question set's tune split must keep
-recall@3 of its source articles at 1.0 (its held-out split is not read). Settings are scored
-in parallel, one process per core.
+the five folds, not the highest single number. Settings are scored in parallel, one process
+per core.
 
-    .venv/bin/python scripts/tune_fusion.py ../shared/eval/scifact [--fusion robust]
+    .venv/bin/python scripts/tune_fusion.py ../shared/eval/scifact [--fusion robust]   # about 50 min
 """
 
 from __future__ import annotations
@@ -30,11 +29,7 @@ from rag import Config
 from rag.beir import cached_index, load_qrels, load_queries, run_queries, score_queries
 from rag.config import FUSIONS
 from rag.embedders import default_embedder
-from rag.evaluation import evaluate_qa, load_questions, qa_index
 
-ROOT = Path(__file__).resolve().parent.parent
-QUESTIONS = ROOT / "tests" / "data" / "qa_set.jsonl"
-ARTICLES = [ROOT / "seeds", ROOT / "tests" / "data" / "eval_articles"]
 FOLDS = 5
 SEED = 20261203
 
@@ -48,22 +43,17 @@ _worker: dict[str, Any] = {}
 
 
 def _open(scifact: Path) -> None:
-    """Per worker: both indexes, each query encoded once across all the settings it scores."""
-    embedder = default_embedder()
+    """Per worker: the index, each query encoded once across all the settings it scores."""
     qrels = load_qrels(scifact, "train")
-    beir_index = cached_index(scifact, Path(".cache/beir"), embedder, Config())
-    seeds = qa_index(ARTICLES)
-    for index in (beir_index, seeds):
-        index.embed_query = functools.lru_cache(maxsize=None)(index.embed_query)  # type: ignore[method-assign]
-    tune = [q for q in load_questions(QUESTIONS, "tune") if q.kind in ("direct", "paraphrase")]
-    _worker.update(qrels=qrels, queries=load_queries(scifact, qrels), beir=beir_index, seeds=seeds, tune=tune)
+    index = cached_index(scifact, Path(".cache/beir"), default_embedder(), Config())
+    index.embed_query = functools.lru_cache(maxsize=None)(index.embed_query)  # type: ignore[method-assign]
+    _worker.update(qrels=qrels, queries=load_queries(scifact, qrels), index=index)
 
 
-def _score(config: Config) -> tuple[Config, np.ndarray, float]:
-    _worker["beir"].config = _worker["seeds"].config = config
-    run, _ = run_queries(_worker["beir"], _worker["queries"], "hybrid")
-    per_query = score_queries(_worker["qrels"], _worker["queries"], run)["ndcg@10"]
-    return config, per_query, evaluate_qa(_worker["seeds"], _worker["tune"], "hybrid")["recall@3"]
+def _score(config: Config) -> tuple[Config, np.ndarray]:
+    _worker["index"].config = config
+    run, _ = run_queries(_worker["index"], _worker["queries"], "hybrid")
+    return config, score_queries(_worker["qrels"], _worker["queries"], run)["ndcg@10"]
 
 
 def _name(config: Config) -> str:
@@ -73,11 +63,9 @@ def _name(config: Config) -> str:
 
 def main(scifact: Path, fusions: list[str]) -> None:
     cached_index(scifact, Path(".cache/beir"), default_embedder(), Config())  # build once, before the workers
-    qa_index(ARTICLES)
     with ProcessPoolExecutor(max_workers=os.cpu_count(), initializer=_open, initargs=(scifact,)) as pool:
         rows = list(pool.map(_score, [s for s in SETTINGS if s.fusion in fusions]))
-    rows = [row for row in rows if row[2] == 1.0] or rows
-    scores = np.array([per_query for _, per_query, _ in rows])  # settings x queries
+    scores = np.array([per_query for _, per_query in rows])  # settings x queries
     folds = list(KFold(FOLDS, shuffle=True, random_state=SEED).split(scores.T))
     fold_means = np.array([[scores[i, test].mean() for _, test in folds] for i in range(len(rows))])
     held_out = [scores[int(np.argmax(scores[:, train].mean(axis=1))), test].mean() for train, test in folds]
