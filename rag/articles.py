@@ -45,6 +45,9 @@ _PLACE_DATELINE = re.compile(r"\A[A-ZÀ-Ỹ][A-ZÀ-ỸĐ .,'’]*\s+[—–-]\s+
 _TERMINAL = tuple(".!?…\"”’")
 _MAX_HEADLINE_WORDS = 20
 _TITLE_CHARS = 100
+# The heading is matched with every chunk of its article (rag.lexical counts it twice): a
+# first line or sentence longer than this is cut at a word, so it cannot grow with the file.
+_HEADING_CHARS = 400
 _DANGLING_WORDS = frozenset("a an and as at by for from in of on or the to with".split())
 
 
@@ -94,8 +97,9 @@ def _article_files(paths: list[Path], report: LoadReport, follow_links: bool) ->
                 report.failures[path] = f"{_as_text(path)}: cannot be read ({error.strerror or error})"
                 continue
             folder = path.resolve()
+            # Hidden files are editors' and uploads' temporary files, unless named as articles.
             entries = [(entry, folder) for entry in names
-                       if not entry.name.startswith(".")]  # editors' and uploads' temporary files
+                       if not entry.name.startswith(".") or entry.suffix.lower() in ARTICLE_SUFFIXES]
         elif path.exists():
             entries = [(path, None)]
         else:
@@ -127,6 +131,8 @@ def _skip_reason(entry: Path, folder: Path | None, follow_links: bool) -> str | 
         return "not a regular file"
     if entry.suffix.lower() not in ARTICLE_SUFFIXES:
         return "only .txt and .md files are read"
+    if folder and entry.name.startswith("."):
+        return "a hidden file (rename it without the leading dot to index it)"
     if folder and not follow_links and entry.is_symlink() and not entry.resolve().is_relative_to(folder):
         return f"a symbolic link to {_as_text(entry.resolve())}, outside the folder; links out of it are not followed"
     return None
@@ -188,6 +194,14 @@ def decode_article_bytes(raw: bytes, path: Path) -> str:
     return text
 
 
+def _bounded(text: str, limit: int) -> str:
+    """The text cut at the last space before `limit` characters (at `limit` if it has none)."""
+    if len(text) <= limit:
+        return text
+    space = text.rfind(" ", 0, limit)
+    return text[: space if space > 0 else limit].rstrip()
+
+
 def _as_text(path: Path) -> str:
     """The path as printable text: the bytes of a name that is not UTF-8, which Python holds as
     lone surrogates (unprintable, unstorable), written as \\xff escapes."""
@@ -206,7 +220,7 @@ def parse_article(text: str, article_id: str, source: Path, content_hash: str) -
     if date and dateline_date and date != dateline_date:
         log.warning("%s: date prefix %s disagrees with dateline %s; using the prefix",
                     source, date, dateline_date)
-    heading = headline or _first_sentence(text, body_start)
+    heading = _bounded(headline or _first_sentence(text, body_start), _HEADING_CHARS)
     return Article(
         id=article_id,
         title=headline or shorten_title(heading),

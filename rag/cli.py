@@ -228,6 +228,29 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
 @main.command()
 @index_option
 @json_option
+def check(index_dir: Path, as_json: bool) -> None:
+    """Verify the index in full: every file hashed against the manifest, and its parts agreeing.
+
+    Opening an index checks file sizes always and hashes only while it is small; this reads
+    everything. Exit status 1 when a problem is found, with one line per problem.
+    """
+    from rag.store import verify_index
+
+    problems = verify_index(index_dir)
+    if as_json:
+        _print_json({"index": str(index_dir), "problems": problems})
+    else:
+        for problem in problems:
+            _echo(f"error: {problem}", err=True)
+        if not problems:
+            _echo(f"{index_dir}: sound")
+    if problems:
+        sys.exit(1)
+
+
+@main.command()
+@index_option
+@json_option
 def info(index_dir: Path, as_json: bool) -> None:
     """Show what the index holds: articles, model, counts, last update."""
     details = Index.open(index_dir).info()

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from rag import ArticleError, Config, load_articles, read_article
-from rag.articles import shorten_title
+from rag.articles import parse_article, shorten_title
 
 from conftest import SEEDS
 
@@ -127,11 +127,20 @@ def test_one_bad_file_never_stops_the_others(tmp_path):
     write(tmp_path, "bad.txt", b"")
     write(tmp_path, "notes.md", b"# Heading line\n\nMarkdown articles are read too.")
     write(tmp_path, "photo.jpg", b"\xff\xd8")
-    write(tmp_path, ".hidden.txt", b"Hidden files are ignored.")
+    write(tmp_path, ".hidden.txt", b"Hidden files are reported, not read.")
+    write(tmp_path, ".notes.md.swp", b"an editor's swap file")
     report = load_articles([tmp_path], CONFIG)
     assert sorted(a.id for a in report.articles) == ["good", "notes"]
     assert list(report.failures.values()) == [f"{tmp_path / 'bad.txt'}: file is empty"]
-    assert report.skipped == [f"{tmp_path / 'photo.jpg'}: skipped, only .txt and .md files are read"]
+    assert report.skipped == [
+        f"{tmp_path / '.hidden.txt'}: skipped, a hidden file (rename it without the leading dot to index it)",
+        f"{tmp_path / 'photo.jpg'}: skipped, only .txt and .md files are read"]
+
+
+def test_a_heading_is_cut_at_a_word_so_it_cannot_grow_with_the_file():
+    text = " ".join(["word"] * 5000)  # one line, no sentence end
+    article = parse_article(text, article_id="long", source=Path("long.txt"), content_hash="x")
+    assert len(article.heading) <= 400 and article.heading.endswith("word") and len(article.title) <= 101
 
 
 def test_missing_path_is_reported(tmp_path):

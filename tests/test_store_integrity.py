@@ -353,3 +353,18 @@ def test_a_waiting_writer_says_whose_update_it_waits_for(fake_index, seeds_copy,
     assert (f"waiting for another update of the index at {fake_index} (pid {os.getpid()}) to finish, up to 0.3 s"
             in caplog.text)
     assert not (fake_index / LOCK_HOLDER_FILE).exists()
+
+
+def test_rag_check_says_sound_or_lists_each_problem_with_status_1(fake_index, monkeypatch):
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    sound = CliRunner().invoke(main, ["check", "--index", str(fake_index)])
+    assert sound.exit_code == 0 and sound.output.strip().endswith(": sound")
+    faiss_file = next(fake_index.glob("segments/*/chunks.faiss"))
+    data = bytearray(faiss_file.read_bytes())
+    data[200:264] = b"\x7f" * 64
+    faiss_file.write_bytes(bytes(data))
+    damaged = CliRunner().invoke(main, ["check", "--index", str(fake_index)])
+    assert damaged.exit_code == 1 and "chunks.faiss" in damaged.output and "Traceback" not in damaged.output
