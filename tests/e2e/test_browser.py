@@ -242,7 +242,7 @@ def test_named_endpoints_answer_gradio_client(url: str, tmp_path: Path) -> None:
     assert status["counts"]["articles"] >= 5 and status["model"]
 
     refused = tmp_path / "notes.txt"
-    refused.write_bytes(b"\xff\xfe not utf-8")
+    refused.write_bytes(b"\xc3\x28 not utf-8")  # (\xff\xfe would be a UTF-16 byte order mark)
     result = client.predict([handle_file(str(refused))], api_name="/add_articles")
     assert result["files"] == [{"name": "notes.txt", "status": "refused", "saved_as": None,
                                 "message": "notes.txt: not valid UTF-8 at byte 0 (line 1); "
