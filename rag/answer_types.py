@@ -15,8 +15,8 @@ from typing import Literal
 AnswerType = Literal["number", "date", "person", "place"]
 
 _ASKS = [
-    ("date", re.compile(r"^\W*(when\b|(on |in )?(what|which) (date|day|year|month|time|period)\b|"
-                        r"(since|until|by) when\b)", re.IGNORECASE)),
+    ("date", re.compile(r"^\W*(when\b|(since|until|by) when\b)|\b(what|which) (was |is )?(the )?"
+                        r"(date|day|year|month|period)\b", re.IGNORECASE)),
     ("number", re.compile(r"\b(how (many|much|long|big|large|fast|far|heavy|old|tall)|"
                           r"(what|which) (number|percentage|share|proportion|amount|size|figure|total|value)|"
                           r"what per ?cent)\b", re.IGNORECASE)),
@@ -29,9 +29,9 @@ _HOLDS: dict[str, re.Pattern[str]] = {
     "number": re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                          r"forty|fifty|hundred|hundreds|thousand|thousands|million|billion|dozen|dozens)\b",
                          re.IGNORECASE),
-    "date": re.compile(r"\b(january|february|march|april|may|june|july|august|september|october|november|"
-                       r"december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|(19|20)\d\d)\b",
-                       re.IGNORECASE),
+    "date": re.compile(r"\b(january|february|march|april|june|july|august|september|october|november|"
+                       r"december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|(19|20)\d\d|"
+                       r"(?-i:May))\b", re.IGNORECASE),  # "may" the verb is no date
     "person": re.compile(r"(?<!^)\b[A-Z][\w’'-]+(?: [A-Z][\w’'-]+){1,3}\b|\b(Mr|Ms|Mrs|Dr|General|Colonel|Minister|"
                          r"Director|President|Chairman|Secretary)\b"),
     "place": re.compile(r"\b(in|at|near|from|to) (the )?[A-Z][\w’'-]+"),

@@ -94,11 +94,12 @@ def topic_terms(question: str, query: QueryTerms, snapshot: Snapshot) -> list[To
     idf = snapshot.lexical.idf(typed).tolist()
     found = []
     for term, weight in zip(typed, idf, strict=True):
-        if snapshot.lexical.knows(term):
-            found.append(TopicTerm(weight, {term: 1.0}))
-        else:
-            stand_ins = query.corrections.get(term, ())
-            found.append(TopicTerm(weight, dict.fromkeys(stand_ins, _typo_credit(query, stand_ins))))
+        stand_ins = () if snapshot.lexical.knows(term) else query.corrections.get(term, ())
+        if not stand_ins:  # known, or unknown in any form (weighted as the rarest term)
+            found.append(TopicTerm(weight, {term: 1.0} if snapshot.lexical.knows(term) else {}))
+        else:  # a typo weighs what the words it is read as weigh, not what an unknown word would
+            found.append(TopicTerm(float(snapshot.lexical.idf(list(stand_ins)).max()),
+                                   dict.fromkeys(stand_ins, _typo_credit(query, stand_ins))))
     return found
 
 

@@ -93,7 +93,7 @@ def qa_index(articles: list[Path], cache: Path = Path(".cache/qa")) -> Index:
     from rag.store import FORMAT_VERSION
 
     folders = "\0".join(sorted(str(p.resolve()) for p in articles))
-    key = hashlib.blake2b(f"{FORMAT_VERSION}\0{folders}".encode(), digest_size=8)
+    key = hashlib.blake2b(f"{FORMAT_VERSION}\0{embedder.name}\0{folders}".encode(), digest_size=8)
     path = cache / key.hexdigest()
     report = build_index(articles, path, embedder=embedder)
     if report.failed:
@@ -175,7 +175,7 @@ def evaluate_answers(index: Index, questions: list[Question]) -> dict[str, Any]:
         if q.unanswerable_kind:
             groups[f"unanswerable={q.unanswerable_kind}"].append(q)
         if q.overlap is not None and q.answerable:
-            low, high = next(b for b in OVERLAP_BUCKETS if b[0] <= q.overlap < b[1])
+            low, high = next(b for b in OVERLAP_BUCKETS if b[0] <= min(max(q.overlap, 0.0), 1.0) < b[1])
             groups[f"overlap={low:.2f}-{min(high, 1.0):.2f}"].append(q)
     result = {**_figures(questions, outcomes, correct),
               "groups": {name: _figures(group, outcomes, correct) for name, group in sorted(groups.items())},

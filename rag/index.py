@@ -27,7 +27,7 @@ from rag.answerability import AnswerabilityModel, load_model
 from rag.answering import compose_extractive
 from rag.config import Config
 from rag.embedders import Embedder, default_embedder
-from rag.errors import QueryError, RagError
+from rag.errors import ConfigError, QueryError, RagError
 from rag.generation import Generator, generator_from_env
 from rag.indexing import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, update_index
 from rag.language import foreign_language, language_notice
@@ -78,6 +78,9 @@ class Index:
         self._swap_lock = threading.Lock()
         # Decides between an answer, a hedged answer and "not in the articles" (rag.answerability).
         self.answerability: AnswerabilityModel = load_model()
+        if not callable(getattr(embedder, "embed_tokens", None)):
+            raise ConfigError(f"the encoder {embedder.name!r} has no embed_tokens(texts) method, which answers "
+                              "need (rag.embedders.Embedder lists what an encoder provides)")
         # Searches run one query at a time: NumPy's (OpenBLAS) threads then cost more than they
         # save and fight the encoder's for the cores (on SciFact, hybrid p95 went from 40 ms to
         # 22 ms with these and FAISS's at one thread; FAISS's are set per search, rag.vectors).
@@ -164,7 +167,7 @@ class Index:
         if not snapshot.chunks:
             return []
         query_vector = None if retriever == "bm25" else self.embed_query(query)
-        query_terms = snapshot.lexical.corrected(terms(query))
+        query_terms = terms(query) if retriever == "dense" else snapshot.lexical.corrected(terms(query))
         return rank_chunks(snapshot, query_vector, query_terms, k, search_filter, self.config, retriever)
 
     def ask(self, question: str, k: int | None = None, *, date_from: dt.date | None = None,

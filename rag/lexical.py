@@ -37,6 +37,9 @@ _TERMS_FILE = "terms.json"
 # (a transposition counts one): one edit for a word of 4-7 letters, two past that. They
 # count this much of a matched term, a guess being weaker evidence than a match.
 TYPO_WEIGHT = 0.7
+# At most this many unknown words of a query are corrected (the longest): each is compared
+# with the known terms of about its length, which takes milliseconds on a large vocabulary.
+MAX_CORRECTED_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -186,24 +189,32 @@ class LexicalIndex:
         return number is not None and bool(self._document_frequency[number] > 0)
 
     @cached_property
-    def _correctable(self) -> list[str]:
-        """The known terms a typo may be read as: words of letters, 3 or more of them."""
+    def _correctable(self) -> dict[int, list[str]]:
+        """The known terms a typo may be read as (words of letters, 3 or more of them), by
+        length: a typo is compared only with terms it could be."""
         frequency = self._document_frequency
-        return [term for term, number in self.vocab.items()
-                if frequency[number] > 0 and len(term) >= 3 and term.isalpha()]
+        by_length: dict[int, list[str]] = {}
+        for term, number in self.vocab.items():
+            if frequency[number] > 0 and len(term) >= 3 and term.isalpha():
+                by_length.setdefault(len(term), []).append(term)
+        return by_length
 
     def corrected(self, query_terms: Sequence[str]) -> QueryTerms:
-        """The query's terms plus, for each word of letters the index does not know, the known
-        terms at the least edit distance a typo allows (up to 3; none for a word under 4)."""
+        """The query's terms plus, for each word of letters the index does not know (the
+        longest MAX_CORRECTED_WORDS), the known terms at the least edit distance a typo allows,
+        up to 3, the most frequent first; none for a word under 4 letters."""
+        unknown = [t for t in dict.fromkeys(query_terms) if len(t) >= 4 and t.isalpha() and not self.knows(t)]
         corrections: dict[str, tuple[str, ...]] = {}
-        for term in dict.fromkeys(query_terms):
-            if len(term) < 4 or not term.isalpha() or self.knows(term):
-                continue
-            found = process.extract(term, self._correctable, scorer=OSA.distance,
-                                    score_cutoff=1 if len(term) <= 7 else 2, limit=None)
+        for term in sorted(unknown, key=len, reverse=True)[:MAX_CORRECTED_WORDS]:
+            edits = 1 if len(term) <= 7 else 2
+            choices = [t for size in range(len(term) - edits, len(term) + edits + 1)
+                       for t in self._correctable.get(size, ())]
+            found = process.extract(term, choices, scorer=OSA.distance, score_cutoff=edits, limit=None)
             if found:
                 nearest = min(distance for _, distance, _ in found)
-                corrections[term] = tuple(sorted(t for t, distance, _ in found if distance == nearest)[:3])
+                closest = [t for t, distance, _ in found if distance == nearest]
+                frequency = self._document_frequency
+                corrections[term] = tuple(sorted(closest, key=lambda t: -frequency[self.vocab[t]])[:3])
         extra = [t for replacements in corrections.values() for t in replacements]
         return QueryTerms(tuple(query_terms) + tuple(extra),
                           (1.0,) * len(query_terms) + (TYPO_WEIGHT,) * len(extra), corrections)

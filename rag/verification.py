@@ -254,7 +254,8 @@ def compose_llm(question: str, hits: Sequence[Hit], generator: Generator, embed:
                 on_token(piece)
     except GeneratorError as error:
         log.warning("LLM answer failed, answering extractively: %s", error)
-        return replace(extractive(), notice=f"The LLM gave no usable answer ({str(error).rstrip('.')}). This is the extractive answer.",
+        return replace(_noted(extractive(), f"The LLM gave no usable answer ({str(error).rstrip('.')}). This is the "
+                                            "extractive answer."),
                        timings={"generation_ms": (time.perf_counter() - started) * 1000})
     generated = time.perf_counter()
     checked = check_claims(question, parse_claims("".join(pieces)), passages, embed, settings)
@@ -264,9 +265,14 @@ def compose_llm(question: str, hits: Sequence[Hit], generator: Generator, embed:
         return replace(_answer(question, checked), timings=timings)
     if any(c.refusal for c in checked):
         return replace(abstention(question, list(hits), mode="llm"), timings=timings)
-    return replace(extractive(), timings=timings, notice=(
-        f"The answer of {generator.name} could not be verified: none of its sentences is backed by a passage it "
-        "cites. This is the extractive answer."))
+    return replace(_noted(extractive(), f"The answer of {generator.name} could not be verified: none of its sentences "
+                                        "is backed by a passage it cites. This is the extractive answer."),
+                   timings=timings)
+
+
+def _noted(answer: Answer, notice: str) -> Answer:
+    """The answer with a notice added after its own (a hedged extractive answer keeps its hedge)."""
+    return replace(answer, notice=" ".join(filter(None, (notice, answer.notice))))
 
 
 def _answer(question: str, checked: Sequence[CheckedClaim]) -> Answer:

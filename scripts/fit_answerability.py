@@ -9,10 +9,11 @@ would get. Two logistic regressions are fitted (rag.answerability says why two):
   on-topic question (unanswerable, or answered without the gold).
 
 Their thresholds are set on out-of-fold probabilities (5-fold cross-validation inside tune),
-so they are not fitted to the very questions they cut: `hedge_at` is the highest whose rate
-of false "not in the articles" on answerable questions stays within FALSE_NOT_FOUND,
-`answer_at` the lowest whose rate of confident answers to unanswerable questions stays within
-FALSE_ANSWERED. Prints the out-of-fold curves. The held-out split is never read here: report
+so they are not fitted to the very questions they cut (a typo variant in its original's
+fold): `hedge_at` is the highest whose rate of false "not in the articles" on answerable
+questions stays within FALSE_NOT_FOUND, `answer_at` the lowest whose rate of confident answers
+to unanswerable questions (off-topic ones included, which the on-topic cut stops first) stays
+within FALSE_ANSWERED. Prints the out-of-fold curves. The held-out split is never read here: report
 it with `rag eval --split heldout`.
 
     .venv/bin/python scripts/fit_answerability.py [--write]
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold
 
 from rag.answerability import MODEL_FILE, SIGNALS, AnswerabilityModel, Logistic, signal_matrix
 from rag.evaluation import holds_gold, load_questions, qa_index
@@ -40,8 +41,9 @@ FOLDS = 5
 SEED = 20261203
 
 
-def collect() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Signals, and per question: answerable, off-topic, answer holds gold."""
+def collect() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Signals, and per question: answerable, off-topic, answer holds gold, and its group (a
+    typo variant is grouped with its original, so the two never sit in different folds)."""
     index = qa_index(ARTICLES)
     index.answerability = AnswerabilityModel.hedging()
     questions = [q for q in load_questions(QUESTIONS, "tune") if q.kind != "non-english"]
@@ -49,7 +51,8 @@ def collect() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return (np.array(signal_matrix([a.signals for a in answers])),
             np.array([q.answerable for q in questions]),
             np.array([q.unanswerable_kind == "off-topic" for q in questions]),
-            np.array([q.answerable and holds_gold(q, a.answer) for q, a in zip(questions, answers, strict=True)]))
+            np.array([q.answerable and holds_gold(q, a.answer) for q, a in zip(questions, answers, strict=True)]),
+            np.array([q.variant_of or q.id for q in questions]))
 
 
 def fitted(features: np.ndarray, labels: np.ndarray) -> Logistic:
@@ -57,21 +60,22 @@ def fitted(features: np.ndarray, labels: np.ndarray) -> Logistic:
     return Logistic(tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]))
 
 
-def out_of_fold(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def out_of_fold(features: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
     probability = np.zeros(len(labels))
-    for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(features, labels):
+    folds = StratifiedGroupKFold(FOLDS, shuffle=True, random_state=SEED)
+    for train, test in folds.split(features, labels, groups):
         model = fitted(features[train], labels[train])
         probability[test] = [model.probability(dict(zip(SIGNALS, row, strict=True))) for row in features[test]]
     return probability
 
 
 def main(write: bool) -> None:
-    features, answerable, off_topic, correct = collect()
+    features, answerable, off_topic, correct, groups = collect()
     on_topic = ~off_topic
-    topic_oof = out_of_fold(features, on_topic)
+    topic_oof = out_of_fold(features, on_topic, groups)
     candidates = np.unique(np.concatenate([[0.0, 1.0], topic_oof]))
     hedge_at = max(t for t in candidates if np.mean(topic_oof[answerable] < t) <= FALSE_NOT_FOUND)
-    answered_oof = out_of_fold(features[on_topic], correct[on_topic])
+    answered_oof = out_of_fold(features[on_topic], correct[on_topic], groups[on_topic])
     unanswerable_on_topic = ~answerable[on_topic]
     candidates = np.unique(np.concatenate([[0.0, 1.0], answered_oof]))
     answer_at = min(t for t in candidates if np.mean(answered_oof[unanswerable_on_topic] >= t) * unanswerable_on_topic.sum()

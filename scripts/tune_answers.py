@@ -5,8 +5,9 @@ the best score a further sentence must reach (`answer_keep_ratio`) and the passa
 (k). Each setting is scored on the tune split's English answerable questions by
 gold-in-answer minus LENGTH_COST per sentence quoted (without that cost, quoting more
 always wins). 5-fold cross-validation inside tune reports what the choice is worth on
-questions it was not chosen on. A setting replaces the defaults in Config only when it beats
-them on the mean over tune by more than the spread across folds: a smaller gain is noise. The held-out split is never read: report it with `rag eval --split heldout`.
+questions it was not chosen on (a typo variant in its original's fold). The script only
+prints: change the defaults in Config when a setting beats them on the mean over tune by more
+than the spread across folds (a smaller gain is noise). The held-out split is never read: report it with `rag eval --split heldout`.
 
     .venv/bin/python scripts/tune_answers.py
 """
@@ -19,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import KFold
+from sklearn.model_selection import GroupKFold
 
 from rag.answerability import AnswerabilityModel
 from rag.evaluation import holds_gold, load_questions, qa_index
@@ -60,13 +61,17 @@ def main() -> None:
             answer = index.ask(question.question, k=k)
             scores[row, column] = holds_gold(question, answer.answer) - LENGTH_COST * len(answer.sentences)
     held_out = []
-    for train, test in KFold(FOLDS, shuffle=True, random_state=SEED).split(questions):
+    groups = [q.variant_of or q.id for q in questions]  # a typo variant in its original's fold
+    for train, test in GroupKFold(FOLDS, shuffle=True, random_state=SEED).split(questions, groups=groups):
         best = int(np.argmax(scores[:, train].mean(axis=1)))
         held_out.append(scores[best, test].mean())
     best = int(np.argmax(scores.mean(axis=1)))
-    current = settings.index(tuple(getattr(base, n if n != "k" else "answer_passages") for n in names))
+    defaults = tuple(getattr(base, n if n != "k" else "answer_passages") for n in names)
     print(f"{len(questions)} tune questions, {len(settings)} settings; score = gold - {LENGTH_COST} x sentences")
-    print(f"current defaults: {scores[current].mean():.3f}")
+    if defaults in settings:
+        print(f"current defaults: {scores[settings.index(defaults)].mean():.3f}")
+    else:
+        print(f"current defaults {dict(zip(names, defaults, strict=True))} are not in the grid")
     print(f"cross-validated (best on 4 folds, scored on the 5th): {np.mean(held_out):.3f} +- {np.std(held_out):.3f}")
     print(f"best on all tune: {scores[best].mean():.3f} with {dict(zip(names, settings[best], strict=True))}")
     for row in np.argsort(-scores.mean(axis=1))[:10]:

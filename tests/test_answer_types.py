@@ -11,6 +11,7 @@ from rag.language import foreign_language
     ("What share of the parts are made at home?", "number"),
     ("When did the ceremony take place?", "date"),
     ("On what date did the Prime Minister visit?", "date"),
+    ("What was the date of the ceremony?", "date"),
     ("Who chaired the meeting at Hoa Lac?", "person"),
     ("Which official received the vessels?", "person"),
     ("Where was the expo held?", "place"),
@@ -26,6 +27,8 @@ def test_a_sentence_holds_a_type_by_its_plain_marks():
     assert holds_type("It has built dozens of ships.", "number")
     assert not holds_type("It has built many ships.", "number")
     assert holds_type("The session was held on Wednesday.", "date")
+    assert holds_type("The expo opened on 18 May.", "date")
+    assert not holds_type("The ministry may expand the programme.", "date")
     assert holds_type("The meeting was chaired by Pham Minh Chinh.", "person")
     assert not holds_type("the meeting was chaired by the premier.", "person")
     assert holds_type("The expo opened in Hanoi.", "place")

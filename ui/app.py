@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
 LOGIN_DELAY_FIRST = 0.5
 LOGIN_DELAY_MAX = 8.0
+LOGIN_FORGET_AFTER = 900.0  # seconds without a wrong login after which a client's count starts again
 """Seconds a wrong login is held: the first, doubled for each wrong one in a row, up to the max."""
 _LOGIN_CLIENTS_KEPT = 10_000
 """Clients whose wrong logins are counted at once; the oldest are forgotten first."""
@@ -213,8 +215,9 @@ def login_options(login: tuple[str, str] | None, sleep: Sleep = asyncio.sleep) -
 
 def login_check(user: str, password: str, sleep: Sleep = asyncio.sleep) -> Callable[[str, str], Awaitable[bool]]:
     """Gradio's login check, with a growing delay per client: a wrong login is answered only
-    after `login_delay` of the client's wrong ones in a row, and a client's tries are checked one
-    at a time, so 30 guesses take minutes instead of a second. A right login clears the count.
+    after `login_delay` of the client's wrong ones in a row, and a client's wrong tries are
+    answered one at a time, so 30 guesses take minutes instead of a second. A right login is
+    answered at once and clears the count; so does LOGIN_FORGET_AFTER seconds without a wrong one.
 
     An async function, as Gradio awaits only those and `sleep` must not block its event loop.
     """
@@ -224,14 +227,19 @@ def login_check(user: str, password: str, sleep: Sleep = asyncio.sleep) -> Calla
     async def check(given_user: str, given_password: str) -> bool:
         tries = clients.setdefault(_login_client.get(), _Tries())
         _forget_oldest(clients)
+        # Both compared in constant time: the time taken tells nothing about either.
+        right = (hmac.compare_digest(given_user.encode(errors="surrogatepass"), expected[0])
+                 & hmac.compare_digest(given_password.encode(errors="surrogatepass"), expected[1]))
+        if right:  # never queued behind wrong tries from the same address (people behind one NAT)
+            tries.wrong = 0
+            return True
         async with tries.lock:
-            # Both compared in constant time: the time taken tells nothing about either.
-            right = (hmac.compare_digest(given_user.encode(errors="surrogatepass"), expected[0])
-                     & hmac.compare_digest(given_password.encode(errors="surrogatepass"), expected[1]))
-            tries.wrong = 0 if right else tries.wrong + 1
-            if not right:
-                await sleep(login_delay(tries.wrong))
-        return right
+            now = time.monotonic()
+            if now - tries.last_wrong > LOGIN_FORGET_AFTER:
+                tries.wrong = 0
+            tries.wrong, tries.last_wrong = tries.wrong + 1, now
+            await sleep(login_delay(tries.wrong))
+        return False
 
     return check
 
@@ -246,6 +254,7 @@ class _Tries:
     """A client's wrong logins in a row, and the lock that has it try one at a time."""
 
     wrong: int = 0
+    last_wrong: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
