@@ -94,12 +94,13 @@ def topic_terms(question: str, query: QueryTerms, snapshot: Snapshot) -> list[To
     idf = snapshot.lexical.idf(typed).tolist()
     found = []
     for term, weight in zip(typed, idf, strict=True):
-        stand_ins = () if snapshot.lexical.knows(term) else query.corrections.get(term, ())
-        if not stand_ins:  # known, or unknown in any form (weighted as the rarest term)
-            found.append(TopicTerm(weight, {term: 1.0} if snapshot.lexical.knows(term) else {}))
-        else:  # a typo weighs what the words it is read as weigh, not what an unknown word would
+        if snapshot.lexical.knows(term):
+            found.append(TopicTerm(weight, {term: 1.0}))
+        elif stand_ins := query.corrections.get(term):  # a typo weighs what the words read for it weigh
             found.append(TopicTerm(float(snapshot.lexical.idf(list(stand_ins)).max()),
                                    dict.fromkeys(stand_ins, _typo_credit(query, stand_ins))))
+        else:  # unknown in any form: weighted as the rarest term, matched by nothing
+            found.append(TopicTerm(weight, {}))
     return found
 
 
@@ -116,6 +117,7 @@ def _held(topic: list[TopicTerm], held: dict[str, float]) -> float:
 
 def gather_evidence(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarray, question: str,
                     query: QueryTerms, embed_tokens: TokenEmbed, config: Config) -> Evidence:
+    """The candidate sentences of the hits, best first, and the signals of the evidence."""
     topic = topic_terms(question, query, snapshot)
     passage_coverage = max((_held(topic, dict.fromkeys(_passage_terms(hit), 1.0)) for hit in hits), default=0.0)
     sentences = score_sentences(snapshot, hits, query_vector, question, topic, config)
