@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from rag.embedders import default_embedder
 from rag.errors import RagError
 from rag.index import Index
+from rag.indexing import build_index
 from rag.retrieval import Retriever
+from rag.store import FORMAT_VERSION
 from rag.textnorm import fold
 
 _CHUNKS_SEARCHED = 50
@@ -32,7 +35,7 @@ Split = Literal["tune", "heldout"]
 SPLITS: tuple[str, ...] = ("tune", "heldout", "all")
 _SPLIT_SEED = "rag-qa-split-2026-12"
 _HELDOUT_SHARE = 0.5
-OVERLAP_BUCKETS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
+OVERLAP_BUCKETS = ("0.00-0.25", "0.25-0.50", "0.50-0.75", "0.75-1.00")  # quarters of the overlap
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,7 @@ def load_questions(path: Path, split: str = "all") -> list[Question]:
 def qa_index(articles: list[Path], cache: Path = Path(".cache/qa")) -> Index:
     """An index of the given article files and folders for evaluation, kept in `cache` under a
     name of their paths and updated incrementally (never the user's own index)."""
-    from rag.embedders import default_embedder
-    from rag.indexing import build_index
-
     embedder = default_embedder()
-    from rag.store import FORMAT_VERSION
-
     folders = "\0".join(sorted(str(p.resolve()) for p in articles))
     key = hashlib.blake2b(f"{FORMAT_VERSION}\0{embedder.name}\0{folders}".encode(), digest_size=8)
     path = cache / key.hexdigest()
@@ -175,8 +173,7 @@ def evaluate_answers(index: Index, questions: list[Question]) -> dict[str, Any]:
         if q.unanswerable_kind:
             groups[f"unanswerable={q.unanswerable_kind}"].append(q)
         if q.overlap is not None and q.answerable:
-            low, high = next(b for b in OVERLAP_BUCKETS if b[0] <= min(max(q.overlap, 0.0), 1.0) < b[1])
-            groups[f"overlap={low:.2f}-{min(high, 1.0):.2f}"].append(q)
+            groups[f"overlap={OVERLAP_BUCKETS[min(max(int(q.overlap * 4), 0), 3)]}"].append(q)
     result = {**_figures(questions, outcomes, correct),
               "groups": {name: _figures(group, outcomes, correct) for name, group in sorted(groups.items())},
               "failures": failures}
@@ -195,8 +192,10 @@ def evaluate_answers(index: Index, questions: list[Question]) -> dict[str, Any]:
 def _figures(questions: list[Question], outcomes: dict[str, Any], correct: dict[str, bool]) -> dict[str, Any]:
     answerable = [q for q in questions if q.answerable]
     unanswerable = [q for q in questions if not q.answerable]
-    share: Callable[[list[Question], Callable[[Question], bool]], float | None] = (
-        lambda group, test: sum(map(test, group)) / len(group) if group else None)
+
+    def share(group: list[Question], test: Callable[[Question], bool]) -> float | None:
+        return sum(map(test, group)) / len(group) if group else None
+
     return {
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),

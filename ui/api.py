@@ -29,7 +29,7 @@ ASK_CONCURRENCY = 4
 def register_api(workspace: Workspace) -> None:
     """Add the `ask`, `search`, `index_status` and `add_articles` endpoints to the Blocks being built."""
 
-    def ask(question: str, k: int = 8, date_from: str | None = None, date_to: str | None = None,
+    def ask(question: str, k: int | None = None, date_from: str | None = None, date_to: str | None = None,
             articles: list[str] | None = None, mode: str = "extractive",
             include_undated: bool = False) -> dict[str, Any]:
         """Answer from the indexed articles with cited quotes, or abstain; the `rag ask --json` record.

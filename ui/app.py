@@ -147,7 +147,7 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                                            label="Search only these articles (all when empty)",
                                            elem_id="article-filter")
                     with gr.Row():
-                        k = gr.Slider(1, 20, value=8, step=1, label="Passages to retrieve", min_width=200)
+                        k = gr.Slider(1, 20, value=index.config.answer_passages, step=1, label="Passages to retrieve", min_width=200)
                         mode = gr.Radio([("Extractive: quotes from the articles", "extractive"),
                                          ("LLM: written by a model, checked against the sources", "llm")],
                                         value="extractive", label="Answer mode",

@@ -68,7 +68,7 @@ class Workspace:
     def llm_available(self) -> bool:
         return self.index.llm_available
 
-    def ask(self, question: str, k: int = 8, date_from: str | None = None, date_to: str | None = None,
+    def ask(self, question: str, k: int | None = None, date_from: str | None = None, date_to: str | None = None,
             articles: Sequence[str] | None = None, mode: str = "extractive",
             include_undated: bool = False) -> Answer:
         if mode == "llm" and not self.llm_available:
