@@ -30,9 +30,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from rag.beir import load_qrels, load_queries
-from rag.embedders import default_embedder
-from rag.store import current_snapshot_dir, load_snapshot
+from rag.eval.beir import load_qrels, load_queries
+from rag.encoders.minilm import default_embedder
+from rag.storage.layout import current_snapshot_dir
+from rag.storage.snapshot import load_snapshot
 
 Search = Callable[[np.ndarray], np.ndarray]
 

@@ -1,23 +1,19 @@
-"""Encoder variants side by side on a BEIR dataset: quality, encoder work, indexing speed.
+"""Encoder backends side by side on a BEIR dataset: quality, encoder work, indexing speed.
 
-    .venv/bin/python bench/encoders.py ../shared/eval/scifact            # every variant
-    .venv/bin/python bench/encoders.py ../shared/eval/scifact --variant onnx-int8:sentences
+    .venv/bin/python bench/encoders.py ../shared/eval/scifact            # onnx-int8 and onnx
+    .venv/bin/python bench/encoders.py ../shared/eval/scifact --variant onnx-int8
 
-A variant is a backend (onnx-int8, onnx = fp32, torch) and an encoding (`Config.encoding`:
-sentences = each sentence encoded once, chunk vectors pooled from them; late = each chunk
-encoded once, sentence vectors pooled from it; separate = both encoded on their own). For
-each it builds the dataset's index (cached like `rag eval --beir`, timed only when built
+A variant is a backend (onnx-int8, onnx = fp32, torch). For each it builds the dataset's index (cached like `rag eval --beir`, timed only when built
 here) and prints nDCG@10 / Recall@100 / MRR@10 of BM25, dense and hybrid retrieval, plus the
 word pieces the encoder read per word piece of the corpus (special tokens and overlap
 included). ONNX fp32 gives PyTorch's vectors (cosine > 0.99999, tests/test_encoders.py), so
-"onnx:*" stands for the PyTorch encoder at a fraction of the time; "torch:*" runs it anyway.
+"onnx" stands for the PyTorch encoder at a fraction of the time; "torch" runs it anyway.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from rag import Config
-from rag.beir import cached_index, corpus_path, evaluate_beir, load_corpus
-from rag.config import ENCODINGS
-from rag.embedders import BACKENDS, Embedder, TransformerEmbedder
+from rag.eval.beir import cached_index, corpus_path, evaluate_beir, load_corpus
+from rag.encoders.minilm import BACKENDS, TransformerEmbedder
+from rag.encoders.base import Embedder
 
-VARIANTS = tuple(f"{backend}:{encoding}" for backend in BACKENDS for encoding in ENCODINGS)
+VARIANTS = BACKENDS
 
 
 class TokenTally:
@@ -50,10 +46,7 @@ class TokenTally:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._timed(texts, self.inner.embed)
 
-    def embed_with_spans(self, texts, spans):  # noqa: ANN001, ANN201 - the Embedder protocol
-        return self._timed(texts, self.inner.embed_with_spans, spans)
-
-    def embed_pooled(self, texts, groups):  # noqa: ANN001, ANN201
+    def embed_pooled(self, texts, groups):  # noqa: ANN001, ANN201 - the Embedder protocol
         return self._timed(texts, self.inner.embed_pooled, groups)
 
     def _timed(self, texts, method, *args):  # noqa: ANN001, ANN202
@@ -68,21 +61,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--variant", action="append", choices=VARIANTS,
-                        help="backend:encoding, repeatable (default: every onnx and onnx-int8 variant)")
+                        help="encoder backend, repeatable (default: onnx-int8 and onnx)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--cache", type=Path, default=Path(".cache/beir"))
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     corpus_tokens = None
     results = []
     for variant in args.variant or [v for v in VARIANTS if not v.startswith("torch")]:
-        backend, encoding = variant.split(":")
-        embedder = TokenTally(TransformerEmbedder(backend=backend))
+        embedder = TokenTally(TransformerEmbedder(backend=variant))
         if corpus_tokens is None:
             corpus_tokens = sum(embedder.count_tokens([a.text for a in load_corpus(corpus_path(args.dataset))]))
-        config = Config(encoding=encoding)
+        config = Config()
         started = time.perf_counter()
         cached_index(args.dataset, args.cache, embedder, config)
         index_seconds = time.perf_counter() - started

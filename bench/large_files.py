@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from rag import HashingEmbedder, build_index
-from rag.embedders import default_embedder
+from rag.encoders.minilm import default_embedder
 
 WORDS = ("defence industry ministry weapons ships research production technology military equipment "
          "modern national development strategic programme vessels drones radar contract").split()

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.beir import corpus_path, load_corpus, load_qrels, load_queries
-from rag.lexical import LexicalIndex
+from rag.eval.beir import corpus_path, load_corpus, load_qrels, load_queries
+from rag.storage.lexical import LexicalIndex
 from rag.records import Chunk
-from rag.textnorm import terms
+from rag.text.normalize import terms
 
 
 def main() -> None:

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from rag import Index
-from rag.beir import load_qrels, load_queries
-from rag.retrieval import SearchFilter, rank_chunks
-from rag.textnorm import terms
+from rag.eval.beir import load_qrels, load_queries
+from rag.search.filters import SearchFilter
+from rag.search.retrieval import rank_chunks
+from rag.search.typos import QueryTerms
+from rag.text.normalize import terms
 
 
 def main() -> None:
@@ -30,10 +32,10 @@ def main() -> None:
     args = parser.parse_args()
     index = Index.open(args.index)
     texts = list(load_queries(args.scifact, load_qrels(args.scifact, "train")).values())[: args.queries]
-    queries = list(zip(index.embedder.embed(texts), [terms(text) for text in texts], strict=True))
-    snapshot = index._snapshot  # the ranking alone, without the public wrapper's encoding
+    queries = list(zip(index.embedder.embed(texts), [QueryTerms.plain(terms(text)) for text in texts], strict=True))
+    snapshot = index.snapshot  # the ranking alone, without the public wrapper's encoding
 
-    def rank(vector: np.ndarray, query_terms: list[str]) -> None:
+    def rank(vector: np.ndarray, query_terms: QueryTerms) -> None:
         rank_chunks(snapshot, vector, query_terms, 10, SearchFilter(), index.config)
 
     for vector, query_terms in queries[:20]:

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from rag import Config, Index
-from rag.beir import cached_index, load_qrels, load_queries
-from rag.embedders import default_embedder
-from rag.evaluation import load_questions
+from rag.eval.beir import cached_index, load_qrels, load_queries
+from rag.encoders.minilm import default_embedder
+from rag.eval.questions import load_questions
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -62,7 +62,7 @@ def main() -> None:
 
     results = {
         "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
-        "index": {"chunks": index.manifest["counts"]["chunks"], "sentences": index.manifest["counts"]["sentences"]},
+        "index": {"chunks": index.stats().chunks, "sentences": index.stats().sentences},
         "queries": len(queries),
         "encode_query": percentiles(timed(index.embed_query, queries)),
     }

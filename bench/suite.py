@@ -47,16 +47,18 @@ from pathlib import Path
 
 import numpy as np
 
-import rag.vectors
+import rag.storage.vectors
 from rag import Config, Index
-from rag.beir import cached_index, corpus_path, load_corpus, load_qrels, load_queries
-from rag.chunking import split_article
-from rag.embedders import default_embedder
-from rag.indexing import index_articles
+from rag.eval.beir import cached_index, corpus_path, load_corpus, load_qrels, load_queries
+from rag.text.chunking import split_article
+from rag.encoders.minilm import default_embedder
+from rag.ingest.update import index_articles
 from rag.records import Article
-from rag.retrieval import SearchFilter, rank_chunks
-from rag.textnorm import terms
-from rag.vectors import VectorIndex
+from rag.search.filters import SearchFilter
+from rag.search.retrieval import rank_chunks
+from rag.search.typos import QueryTerms
+from rag.text.normalize import terms
+from rag.storage.vectors import VectorIndex
 
 from encoders import TokenTally  # bench/ is on the path when this runs as a script
 
@@ -167,7 +169,7 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
     build = time.perf_counter() - started
     before = rss_mb()
     index = Index.open(path, embedder=replay.real.inner)
-    chunks = index.manifest["counts"]["chunks"]
+    chunks = index.stats().chunks
     for query in queries[:20]:
         index.search(query, k=10)  # warm; the first search also reads the vector graphs
     in_memory = rss_mb() - before
@@ -175,9 +177,9 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
     ask = latency(index.ask, queries[:100])
     started = time.perf_counter()
     query_vectors = replay.real.inner.embed(queries)
-    snapshot = index._snapshot
+    snapshot = index.snapshot
     for query, vector in zip(queries, query_vectors, strict=True):
-        rank_chunks(snapshot, vector, terms(query), 10, SearchFilter(), index.config)
+        rank_chunks(snapshot, vector, QueryTerms.plain(terms(query)), 10, SearchFilter(), index.config)
     batched = len(queries) / (time.perf_counter() - started)
     depth = index.config.candidates  # as retrieval searches: chunks at this depth, sentences at twice it
     graphs = {name: (getattr(snapshot, f"{name}_vectors"), times) for name, times in (("chunk", 1), ("sentence", 2))}
@@ -187,8 +189,8 @@ def bench_size(articles: list[Article], replay: ReplayEncoder, queries: list[str
     disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     other_factors = sweep_search_factors(index, queries, query_vectors[:100], graphs, exact, factors)
     return index, {
-        "chunks": chunks, "sentences": index.manifest["counts"]["sentences"], "build_s": round(build, 1),
-        "vector_search": index.manifest["vector_search"], "recall@10_vs_exact": recall,
+        "chunks": chunks, "sentences": index.stats().sentences, "build_s": round(build, 1),
+        "vector_search": index.stats().vector_search, "recall@10_vs_exact": recall,
         **({"other_search_factors": other_factors} if other_factors else {}),
         "search": search, "ask": ask, "batched_queries_per_s": round(batched, 1),
         "disk_bytes_per_chunk": round(disk / chunks), "memory_bytes_per_chunk": round(in_memory * 2**20 / chunks),
@@ -216,19 +218,19 @@ def sweep_search_factors(index: Index, queries: list[str], query_vectors: np.nda
                          graphs: dict[str, tuple[VectorIndex, int]], exact: dict[str, np.ndarray | None],
                          factors: Sequence[float]) -> dict[str, dict]:
     """What-if for the graphs' efSearch: recall@10 against exact search and hybrid search
-    latency (100 queries) with `rag.vectors.GRAPH_SEARCH_FACTOR` set to each factor."""
+    latency (100 queries) with `rag.storage.vectors.GRAPH_SEARCH_FACTOR` set to each factor."""
     if not factors or all(top is None for top in exact.values()):
         return {}
-    shipped, results, depth = rag.vectors.GRAPH_SEARCH_FACTOR, {}, index.config.candidates
+    shipped, results, depth = rag.storage.vectors.GRAPH_SEARCH_FACTOR, {}, index.config.candidates
     try:
         for factor in factors:
-            rag.vectors.GRAPH_SEARCH_FACTOR = factor
+            rag.storage.vectors.GRAPH_SEARCH_FACTOR = factor
             recall = {name: graph_recall_at_10(graph, query_vectors, depth * times, exact[name])
                       for name, (graph, times) in graphs.items()}
             search = latency(lambda query: index.search(query, k=10), queries[:100])
             results[f"{factor:g}x"] = {"recall@10_vs_exact": recall, "search": search}
     finally:
-        rag.vectors.GRAPH_SEARCH_FACTOR = shipped
+        rag.storage.vectors.GRAPH_SEARCH_FACTOR = shipped
     return results
 
 
@@ -277,7 +279,7 @@ def bench_cold_start(index_dir: Path, question: str) -> dict[str, float]:
 def replay_vectors(scifact: Path, cache: Path) -> dict[str, np.ndarray]:
     """Sentence text -> vector, from the SciFact index of the default settings."""
     index = cached_index(scifact, cache, default_embedder(), Config())
-    snapshot = index._snapshot
+    snapshot = index.snapshot
     return {text: snapshot.sentence_vectors.vectors_of([sentence_id])[0]
             for article_id in snapshot.chunk_ids_of_article for sentence_id, text in snapshot.article_sentences(article_id)}
 
@@ -307,7 +309,7 @@ def main() -> None:
         print_section("indexing", results["indexing"])
         replay = ReplayEncoder(replay_vectors(args.scifact, args.cache), TokenTally(default_embedder()))
         base_index = cached_index(args.scifact, args.cache, default_embedder(), Config())
-        chunks_per_article = base_index.manifest["counts"]["chunks"] / base_index.manifest["counts"]["articles"]
+        chunks_per_article = base_index.stats().chunks / base_index.stats().articles
         results["sizes"] = sizes = {}
         for size in args.sizes:
             index, sizes[str(size)] = bench_size(copies(base, size, chunks_per_article), replay, queries,

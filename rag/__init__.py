@@ -4,10 +4,12 @@ The public API: build or update an index from article files, open it, search it.
 Nothing heavy happens at import; the embedding model loads on first use.
 """
 
-from rag.answer_records import Answer, AnswerSentence, Citation, RelatedPassage
-from rag.articles import LoadReport, load_articles, read_article
+from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage
+from rag.text.articles import LoadReport, load_articles, read_article
 from rag.config import Config
-from rag.embedders import Embedder, HashingEmbedder, TransformerEmbedder
+from rag.encoders.base import Embedder
+from rag.encoders.hashing import HashingEmbedder
+from rag.encoders.minilm import TransformerEmbedder
 from rag.errors import (
     ArticleError,
     ConfigError,
@@ -20,7 +22,7 @@ from rag.errors import (
     QueryError,
     RagError,
 )
-from rag.generation import (
+from rag.answer.generators import (
     Generator,
     LlamaCppGenerator,
     LLMSettings,
@@ -28,8 +30,8 @@ from rag.generation import (
     generator_from_env,
 )
 from rag.index import ArticleInfo, Index
-from rag.indexing import UpdateReport, build_index
-from rag.intake import IntakeResult, intake_articles, safe_article_name
+from rag.ingest.update import UpdateReport, build_index
+from rag.text.intake import IntakeResult, intake_articles, safe_article_name
 from rag.records import Article, Chunk, Hit
 
 __all__ = [

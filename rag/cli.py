@@ -18,15 +18,14 @@ from typing import Any
 
 import click
 
-from rag.answer_records import Answer, AnswerMode
+from rag.answer.schema import Answer, AnswerMode
 from rag.config import Config
-from rag.embedders import default_embedder
+from rag.encoders.base import Embedder
+from rag.encoders.minilm import default_embedder
 from rag.errors import GeneratorError, RagError
-from rag.generation import Generator, LLMSettings
+from rag.answer.generators import Generator, LLMSettings
 from rag.index import Index
-from rag.indexing import DEFAULT_INDEX_DIR, UpdateReport, build_index
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from rag.ingest.update import DEFAULT_INDEX_DIR, UpdateReport, build_index
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -64,6 +63,29 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    _configure_process()
+
+
+def _configure_process() -> None:
+    """What this process, owned by the command, runs under. Models come from packages only:
+    Hugging Face libraries must not try the network. Searches run one query at a time, so
+    NumPy's (OpenBLAS) threads cost more than they save and fight the encoder's for the
+    cores (on SciFact, hybrid p95 went from 40 ms to 22 ms at one thread; FAISS's thread
+    count is set per search, rag.storage.vectors)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
+def _embedder() -> Embedder:
+    """The encoder of this command: the one passed in `obj={"embedder": ...}` (tests, or a
+    program embedding the CLI), else the packaged model, made once per command."""
+    context = click.get_current_context().find_root()
+    context.ensure_object(dict)
+    if "embedder" not in context.obj:
+        context.obj["embedder"] = default_embedder()
+    return context.obj["embedder"]
 
 
 @main.command("index")
@@ -90,7 +112,8 @@ def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path, rebuild
       rag index --rebuild
     """
     config = Config(max_file_bytes=int(max_file_mb * 1_000_000))
-    report = build_index(list(paths) or [seeds], index_dir, config=config, rebuild=rebuild, follow_links=follow_links,
+    report = build_index(list(paths) or [seeds], index_dir, embedder=_embedder(), config=config, rebuild=rebuild,
+                         follow_links=follow_links,
                          progress=None if as_json else _progress_bar("embedding"))
     _print_report(report, as_json)
     if report.failed:
@@ -140,7 +163,7 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
       rag search "Hoa Lac meeting" -k 10 --json
       rag search "defense industry 80th anniversary" --since 2025-01-01 --include-undated
     """
-    index = Index.open(index_dir)
+    index = Index.open(index_dir, embedder=_embedder())
     hits = index.search(query, k=k, **_filters(index, since, until, articles, include_undated, as_json))
     corrections = index.corrections(query)
     if as_json:
@@ -190,7 +213,7 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
           --llm-url http://127.0.0.1:11434/v1 --llm-model llama3.2
     """
     generator = _llm_generator(mode, llm_url, llm_model, llm_gguf)
-    index = Index.open(index_dir)
+    index = Index.open(index_dir, embedder=_embedder())
     streamed: list[str] = []
 
     def show(token: str) -> None:
@@ -234,7 +257,7 @@ def check(index_dir: Path, as_json: bool) -> None:
     Opening an index checks file sizes always and hashes only while it is small; this reads
     everything. Exit status 1 when a problem is found, with one line per problem.
     """
-    from rag.store import verify_index
+    from rag.storage.snapshot import verify_index
 
     problems = verify_index(index_dir)
     if as_json:
@@ -253,7 +276,7 @@ def check(index_dir: Path, as_json: bool) -> None:
 @json_option
 def info(index_dir: Path, as_json: bool) -> None:
     """Show what the index holds: articles, model, counts, last update."""
-    details = Index.open(index_dir).info()
+    details = Index.open(index_dir, embedder=_embedder()).info()
     if as_json:
         _print_json(details)
         return
@@ -297,17 +320,17 @@ def eval_command(qa_file: Path | None, articles: tuple[Path, ...], beir_dir: Pat
     if (qa_file is None) == (beir_dir is None):
         raise click.UsageError("give exactly one of --qa FILE or --beir DIR")
     if beir_dir is not None:
-        from rag.beir import evaluate_beir
+        from rag.eval.beir import evaluate_beir
 
-        results = evaluate_beir(beir_dir, split or "train", cache, default_embedder(),
+        results = evaluate_beir(beir_dir, split or "train", cache, _embedder(),
                                 progress=None if as_json else _progress_bar("embedding corpus"))
         columns = ["ndcg@10", "recall@100", "mrr@10", "p50_ms", "p95_ms"]
         header = f"{results['dataset']} ({results['split']}, {results['queries']} queries)"
     else:
-        from rag.evaluation import evaluate_qa_runs, load_questions, qa_index
+        from rag.eval.questions import evaluate_qa_runs, load_questions, qa_index
 
         questions = load_questions(qa_file, split or "all")
-        index = qa_index(list(articles)) if articles else Index.open(index_dir)
+        index = qa_index(list(articles), _embedder()) if articles else Index.open(index_dir, embedder=_embedder())
         results = evaluate_qa_runs(index, questions)
         columns = ["recall@1", "recall@3", "recall@5", "mrr"]
         header = f"{qa_file}, split {split or 'all'} ({len(questions)} questions, {results['questions']} with sources)"
@@ -362,7 +385,7 @@ def serve(index_dir: Path, seeds: Path, host: str, port: int, insecure: bool) ->
     from ui.app import login_for, serve as serve_app
 
     login_for(host, insecure, os.environ)  # refuse an open address before the (maybe long) build
-    embedder = default_embedder()  # one model in memory, for the build and for serving
+    embedder = _embedder()  # one model in memory, for the build and for serving
     report = build_index([seeds], index_dir, embedder=embedder, progress=_progress_bar("embedding"))
     if report.changed:
         _echo(f"index updated: {report.summary()}")

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from rag.errors import ConfigError
-
-
-ENCODINGS = ("sentences", "late", "separate")
-FUSIONS = ("robust", "zscore", "rrf")
 
 
 @dataclass(frozen=True)
@@ -18,12 +14,10 @@ class Config:
 
     Chunk sizes are counted in the embedding model's own word pieces. `chunk_tokens` is the
     target; no chunk exceeds what the model reads once its article's title is prepended.
-    The search settings (`fusion` and the weights) apply at query time and need no rebuild;
-    their defaults were chosen on SciFact train and seeds_dev.jsonl (docs/evaluation.md).
-    `encoding` says how chunk and sentence vectors are made: "sentences" encodes each
-    sentence (and each title) once and pools a chunk's vector from its sentences' tokens;
-    "late" encodes each chunk and pools its sentences' vectors from that pass; "separate"
-    encodes chunks and sentences each on their own (every word piece twice).
+    The search and answer settings (the weights and ratios) apply at query time and need no
+    rebuild; their defaults were chosen by cross-validation on tune splits only: SciFact train
+    folds for the fusion weights, the question set's tune split for the answer weights
+    (docs/evaluation.md).
 
     >>> Config(chunk_tokens=128, overlap_sentences=1).chunk_tokens
     128
@@ -31,10 +25,8 @@ class Config:
 
     chunk_tokens: int = 160
     overlap_sentences: int = 1
-    encoding: Literal["sentences", "late", "separate"] = "sentences"
     max_file_bytes: int = 5_000_000
     max_query_chars: int = 2_000
-    fusion: Literal["robust", "zscore", "rrf"] = "robust"
     lexical_weight: float = 0.45
     sentence_weight: float = 0.3
     article_weight: float = 0.3
@@ -53,14 +45,10 @@ class Config:
             raise ConfigError(
                 f"overlap_sentences must be between 0 and 5, got {self.overlap_sentences!r}"
             )
-        if self.encoding not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         if self.max_file_bytes < 1:
             raise ConfigError(f"max_file_bytes must be positive, got {self.max_file_bytes!r}")
         if self.max_query_chars < 1:
             raise ConfigError(f"max_query_chars must be positive, got {self.max_query_chars!r}")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         for name in ("lexical_weight", "sentence_weight", "article_weight", "answer_coverage_weight", "answer_rank_weight",
                      "answer_keep_ratio", "answer_type_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -77,6 +65,8 @@ class Config:
                 f"duplicate_similarity must be between 0.5 and 1, got {self.duplicate_similarity!r}")
 
     def chunker_settings(self) -> dict[str, Any]:
-        """The settings an index depends on: a change to any of them needs a rebuild."""
+        """The settings an index depends on: a change to any of them needs a rebuild. "encoding"
+        names how vectors are made (each sentence encoded once, chunks pooled from them), so
+        that an index made another way is refused rather than searched."""
         return {"chunk_tokens": self.chunk_tokens, "overlap_sentences": self.overlap_sentences,
-                "encoding": self.encoding}
+                "encoding": "sentences"}

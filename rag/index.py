@@ -20,26 +20,45 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from rag.answer_records import Answer, AnswerMode
-from rag.answerability import AnswerabilityModel, load_model
-from rag.answering import compose_extractive
+from rag.answer.schema import Answer, AnswerMode
+from rag.answer.answerability import AnswerabilityModel, load_model
+from rag.answer.extractive import compose_extractive
 from rag.config import Config
-from rag.embedders import Embedder, default_embedder
+from rag.encoders.base import Embedder
+from rag.encoders.minilm import default_embedder
 from rag.errors import ConfigError, QueryError, RagError
-from rag.generation import Generator, generator_from_env
-from rag.indexing import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, update_index
-from rag.language import foreign_language, language_notice
-from rag.lexical import QueryTerms
+from rag.answer.generators import Generator, generator_from_env
+from rag.ingest.update import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, update_index
+from rag.text.language import foreign_language, language_notice
+from rag.search.typos import QueryTerms, correct_typos
 from rag.records import Hit
-from rag.retrieval import RETRIEVERS, Retriever, SearchFilter, rank_chunks
-from rag.store import Snapshot, check_compatible, current_snapshot_dir, load_snapshot
-from rag.textnorm import terms
-from rag.verification import compose_llm
+from rag.search.filters import SearchFilter
+from rag.search.retrieval import RETRIEVERS, Retriever, rank_chunks
+from rag.storage.layout import current_snapshot_dir
+from rag.storage.snapshot import Snapshot, check_compatible, load_snapshot
+from rag.text.normalize import terms
+from rag.answer.verification import compose_llm
 
 log = logging.getLogger(__name__)
 _MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """How big an index is and how it was built (from its manifest)."""
+
+    path: str
+    version: str
+    model: str
+    dim: int
+    articles: int
+    chunks: int
+    sentences: int
+    segments: int
+    updated_at: str
+    chunker: dict[str, Any]
+    vector_search: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -76,15 +95,11 @@ class Index:
         self.config = config
         self._snapshot = snapshot
         self._swap_lock = threading.Lock()
-        # Decides between an answer, a hedged answer and "not in the articles" (rag.answerability).
+        # Decides between an answer, a hedged answer and "not in the articles" (rag.answer.answerability).
         self.answerability: AnswerabilityModel = load_model()
         if not callable(getattr(embedder, "embed_tokens", None)):
             raise ConfigError(f"the encoder {embedder.name!r} has no embed_tokens(texts) method, which answers "
-                              "need (rag.embedders.Embedder lists what an encoder provides)")
-        # Searches run one query at a time: NumPy's (OpenBLAS) threads then cost more than they
-        # save and fight the encoder's for the cores (on SciFact, hybrid p95 went from 40 ms to
-        # 22 ms with these and FAISS's at one thread; FAISS's are set per search, rag.vectors).
-        threadpool_limits(1, user_api="blas")
+                              "need (rag.encoders.minilm.Embedder lists what an encoder provides)")
 
     @classmethod
     def open(cls, path: str | Path = DEFAULT_INDEX_DIR, embedder: Embedder | None = None,
@@ -98,8 +113,21 @@ class Index:
         return cls(path, snapshot, embedder, config)
 
     @property
-    def manifest(self) -> dict[str, Any]:
-        return self._snapshot.manifest
+    def snapshot(self) -> Snapshot:
+        """The immutable snapshot being served: what a tool that ranks without encoding a query
+        (a benchmark, say) passes to rag.search.retrieval.rank_chunks. Take it once per use:
+        an update swaps in a new one."""
+        return self._snapshot
+
+    def stats(self) -> IndexStats:
+        """Counts and build settings of the snapshot being served."""
+        manifest = self._snapshot.manifest
+        return IndexStats(
+            path=str(self.path), version=self._snapshot.name, model=manifest["embedder"]["name"],
+            dim=manifest["embedder"]["dim"], articles=len(manifest["articles"]), chunks=manifest["counts"]["chunks"],
+            sentences=manifest["counts"]["sentences"], segments=len(manifest["segments"]),
+            updated_at=manifest["updated_at"], chunker=dict(manifest["chunker"]),
+            vector_search=dict(manifest.get("vector_search", {})))
 
     @cached_property
     def generator(self) -> Generator | None:
@@ -136,18 +164,19 @@ class Index:
 
     def articles(self) -> list[ArticleInfo]:
         return [_article_info(article_id, entry)
-                for article_id, entry in sorted(self.manifest["articles"].items())]
+                for article_id, entry in sorted(self._snapshot.manifest["articles"].items())]
 
     def info(self) -> dict[str, Any]:
-        manifest = self.manifest
+        """What `rag info --json` prints: the stats and every article."""
+        stats = self.stats()
         return {
-            "index": str(self.path),
-            "model": manifest["embedder"]["name"],
-            "dim": manifest["embedder"]["dim"],
+            "index": stats.path,
+            "model": stats.model,
+            "dim": stats.dim,
             "articles": [article.to_json() for article in self.articles()],
-            "counts": manifest["counts"],
-            "updated_at": manifest["updated_at"],
-            "chunker": manifest["chunker"],
+            "counts": {"articles": stats.articles, "chunks": stats.chunks, "sentences": stats.sentences},
+            "updated_at": stats.updated_at,
+            "chunker": stats.chunker,
         }
 
     def search(self, query: str, k: int = 5, *, date_from: dt.date | None = None,
@@ -167,7 +196,7 @@ class Index:
         if not snapshot.chunks:
             return []
         query_vector = None if retriever == "bm25" else self.embed_query(query)
-        query_terms = terms(query) if retriever == "dense" else snapshot.lexical.corrected(terms(query))
+        query_terms = QueryTerms.plain(terms(query)) if retriever == "dense" else correct_typos(terms(query), snapshot.lexical)
         return rank_chunks(snapshot, query_vector, query_terms, k, search_filter, self.config, retriever)
 
     def ask(self, question: str, k: int | None = None, *, date_from: dt.date | None = None,
@@ -177,7 +206,7 @@ class Index:
         """Answer from the articles with cited verbatim sentences, or say they do not answer.
 
         mode="llm" has `generator` (else `self.generator`) write the answer from the passages,
-        streaming its text to `on_token`; the answer returned is verified (rag.verification).
+        streaming its text to `on_token`; the answer returned is verified (rag.answer.verification).
         """
         started = time.perf_counter()
         question = validate_query(question, self.config)
@@ -194,7 +223,7 @@ class Index:
         snapshot = self._snapshot
         search_filter = _make_filter(snapshot, date_from, date_to, articles, include_undated)
         query_vector = self.embed_query(question)
-        query_terms = snapshot.lexical.corrected(terms(question))
+        query_terms = correct_typos(terms(question), snapshot.lexical)
         hits = rank_chunks(snapshot, query_vector, query_terms, k, search_filter, self.config) if snapshot.chunks else []
         retrieved = time.perf_counter()
         if llm is None:
@@ -217,13 +246,14 @@ class Index:
     def corrections(self, query: str) -> dict[str, tuple[str, ...]]:
         """The typed words the index does not know, each with the known terms it is searched
         for instead ("meting" -> ("meet",)): what "searched for meet (for 'meting')" says."""
-        return _typed_corrections(query, self._snapshot.lexical.corrected(terms(query)))
+        return _typed_corrections(query, correct_typos(terms(query), self._snapshot.lexical))
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed([query])[0]
 
     def undated_articles(self) -> list[str]:
-        return sorted(article_id for article_id, entry in self.manifest["articles"].items() if not entry["date"])
+        return sorted(article_id for article_id, entry in self._snapshot.manifest["articles"].items()
+                      if not entry["date"])
 
 
 def _typed_corrections(query: str, query_terms: QueryTerms) -> dict[str, tuple[str, ...]]:

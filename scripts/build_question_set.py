@@ -1,12 +1,12 @@
 """Assemble tests/data/qa_set.jsonl from the hand-written question files, adding what is derived.
 
 For each hand-written question (tests/data/questions/*.jsonl) this stores `overlap`, the share
-of the question's content words (rag.textnorm terms, less the words that only frame a
+of the question's content words (rag.text.normalize terms, less the words that only frame a
 question) found in its answering sentence, then adds typo variants of a seeded sample: one
 or two character edits (a letter dropped, doubled, swapped with its neighbour, or replaced
 by a key next to it) in content words of four letters or more, never the first letter.
 A variant has kind "typo", `variant_of` its original, and goes to its original's split
-(rag.evaluation.split_of). The output is deterministic: run it again after editing a
+(rag.eval.questions.split_of). The output is deterministic: run it again after editing a
 hand-written file.
 
     .venv/bin/python scripts/build_question_set.py
@@ -19,8 +19,8 @@ import random
 import re
 from pathlib import Path
 
-from rag.answering import topic_words
-from rag.textnorm import terms
+from rag.answer.extractive import topic_words
+from rag.text.normalize import terms
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 SEED = 20261203

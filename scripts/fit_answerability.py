@@ -1,8 +1,8 @@
-"""Fit the answerability models (rag/answerability.json) on the tune split of the question set.
+"""Fit the answerability models (rag/answer/answerability.json) on the tune split of the question set.
 
 Every English question of the tune split is asked once with a model that hedges everything,
 which keeps each question's signals (they do not depend on the model) and the answer it
-would get. Two logistic regressions are fitted (rag.answerability says why two), each weight
+would get. Two logistic regressions are fitted (rag.answer.answerability says why two), each weight
 bounded to the sign its signal's meaning gives it (SIGNS):
 
 - on topic: every question but the off-topic ones, against those;
@@ -30,8 +30,8 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedGroupKFold
 
-from rag.answerability import MODEL_FILE, SIGNALS, AnswerabilityModel, Logistic, signal_matrix
-from rag.evaluation import holds_gold, load_questions, qa_index
+from rag.answer.answerability import MODEL_FILE, SIGNALS, AnswerabilityModel, Logistic, signal_matrix
+from rag.eval.questions import holds_gold, load_questions, qa_index
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "tests" / "data" / "qa_set.jsonl"
@@ -122,5 +122,5 @@ def main(write: bool) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write", action="store_true", help="write rag/answerability.json")
+    parser.add_argument("--write", action="store_true", help="write rag/answer/answerability.json")
     main(parser.parse_args().write)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
-from rag.answerability import AnswerabilityModel
-from rag.evaluation import holds_gold, load_questions, qa_index
+from rag.answer.answerability import AnswerabilityModel
+from rag.eval.questions import holds_gold, load_questions, qa_index
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "tests" / "data" / "qa_set.jsonl"

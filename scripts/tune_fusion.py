@@ -26,9 +26,9 @@ from scipy.stats import rankdata
 from sklearn.model_selection import KFold
 
 from rag import Config
-from rag.beir import cached_index, load_qrels, load_queries, run_queries, score_queries
+from rag.eval.beir import cached_index, load_qrels, load_queries, run_queries, score_queries
 from rag.config import FUSIONS
-from rag.embedders import default_embedder
+from rag.encoders.minilm import default_embedder
 
 FOLDS = 5
 SEED = 20261203

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner, Result
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rag import Embedder, HashingEmbedder, build_index  # noqa: E402
-from rag.answerability import SIGNALS, AnswerabilityModel, Logistic  # noqa: E402
-from rag.embedders import default_embedder  # noqa: E402
+from rag.answer.answerability import SIGNALS, AnswerabilityModel, Logistic  # noqa: E402
+from rag.encoders.minilm import default_embedder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -31,10 +32,6 @@ class CountingEmbedder(HashingEmbedder):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.embedded.extend(texts)
         return super().embed(texts)
-
-    def embed_with_spans(self, texts: Sequence[str], spans) -> tuple[np.ndarray, list[np.ndarray]]:
-        self.embedded.extend(texts)
-        return super().embed_with_spans(texts, spans)
 
     def embed_pooled(self, texts: Sequence[str], groups) -> tuple[np.ndarray, np.ndarray]:
         self.embedded.extend(texts)
@@ -90,3 +87,10 @@ def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder: Embedder
     path = tmp_path_factory.mktemp("real") / "index"
     build_index([SEEDS], path, embedder=real_embedder)
     return path
+
+
+def invoke_cli(args: Sequence[str], **options: object) -> Result:
+    """Run the `rag` command in-process on the hashing fake, passed as the CLI's encoder."""
+    from rag.cli import main
+
+    return CliRunner().invoke(main, list(args), obj={"embedder": HashingEmbedder()}, **options)

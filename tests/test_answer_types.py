@@ -2,8 +2,8 @@
 
 import pytest
 
-from rag.answer_types import asked_type, holds_type
-from rag.language import foreign_language
+from rag.answer.question_types import asked_type, holds_type
+from rag.text.language import foreign_language
 
 
 @pytest.mark.parametrize(("question", "expected"), [

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from rag import HashingEmbedder, Index, QueryError, build_index
-from rag.answerability import SIGNALS, AnswerabilityModel, Logistic
-from rag.answering import HEDGED, NOT_ANSWERED
-from rag.evaluation import evaluate_answers, load_questions
+from rag.answer.answerability import SIGNALS, AnswerabilityModel, Logistic
+from rag.answer.extractive import HEDGED, NOT_ANSWERED
+from rag.eval.questions import evaluate_answers, load_questions
 
 from conftest import DATA, SEEDS, coverage_answerability
 

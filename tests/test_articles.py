@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from rag import ArticleError, Config, load_articles, read_article
-from rag.articles import parse_article, shorten_title
+from rag.text.articles import parse_article, shorten_title
 
 from conftest import SEEDS
 

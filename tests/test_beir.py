@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from rag import Config, HashingEmbedder, RagError
-from rag.beir import cached_index, evaluate_beir, load_corpus
+from rag.eval.beir import cached_index, evaluate_beir, load_corpus
 
 from conftest import DATA
 
@@ -40,7 +40,7 @@ def test_index_is_built_once_and_reused(tmp_path):
     folders = list(tmp_path.iterdir())
     second = cached_index(SLICE, tmp_path, embedder, config=Config())
     assert list(tmp_path.iterdir()) == folders and len(folders) == 1
-    assert first.manifest["updated_at"] == second.manifest["updated_at"]
+    assert first.stats().updated_at == second.stats().updated_at
 
 
 def test_missing_split_is_a_clear_error(tmp_path):
@@ -61,7 +61,7 @@ def test_scifact_slice_figures(tmp_path, real_embedder):
 
 
 def test_scores_agree_with_a_hand_computed_example():
-    from rag.beir import score_run
+    from rag.eval.beir import score_run
 
     qrels = {"q1": {"d1": 1, "d2": 1}, "q2": {"d9": 1}}
     run = {"q1": {"d3": 3.0, "d1": 2.0, "d2": 1.0}, "q2": {}}

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.chunk_records import ChunkRecords, StoredChunk
+from rag.storage.chunk_table import ChunkRecords, StoredChunk
 from rag.records import Chunk
 
 

@@ -1,8 +1,8 @@
 import pytest
 
 from rag import Config, HashingEmbedder, TransformerEmbedder, load_articles
-from rag.chunking import split_article, text_for_embedding
-from rag.sentences import split_sentences
+from rag.text.chunking import split_article, text_for_embedding
+from rag.text.sentences import split_sentences
 
 from conftest import SEEDS
 

@@ -2,23 +2,12 @@
 
 import json
 
-import pytest
-from click.testing import CliRunner
 
-import rag.index
-import rag.indexing
-from rag import HashingEmbedder
-from rag.cli import main
-
-
-@pytest.fixture(autouse=True)
-def fake_model(monkeypatch):
-    for module in (rag.index, rag.indexing):
-        monkeypatch.setattr(module, "default_embedder", lambda: HashingEmbedder())
+from conftest import invoke_cli
 
 
 def run(*args, env=None):
-    return CliRunner().invoke(main, list(args), env=env)
+    return invoke_cli(args, env=env)
 
 
 def test_index_then_search_json_shape(tmp_path, seeds_copy):

@@ -6,8 +6,8 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from rag import ConfigError
-from rag.embedders import TransformerEmbedder, default_model_path
-from rag.onnx_export import exported_model
+from rag.encoders.minilm import TransformerEmbedder, default_model_path
+from rag.encoders.onnx_export import exported_model
 
 from conftest import SEEDS
 

@@ -22,9 +22,9 @@ from rag import (
     QueryError,
     build_index,
 )
-from rag.chunking import text_for_embedding
-from rag.indexing import index_articles
-from rag.store import FORMAT_VERSION, current_snapshot_dir
+from rag.text.chunking import text_for_embedding
+from rag.ingest.update import index_articles
+from rag.storage.layout import FORMAT_VERSION, current_snapshot_dir
 
 from conftest import SEEDS, CountingEmbedder
 
@@ -45,27 +45,18 @@ def hit_keys(hits):
 def test_build_reports_and_indexes_every_seed(fake_index, embedder):
     index = open_index(fake_index)
     assert [a.id for a in index.articles()] == sorted(p.stem for p in SEEDS.glob("*.txt"))
-    counts = index.manifest["counts"]
+    counts = index.snapshot.manifest["counts"]
     # each sentence and title is encoded once; chunk vectors are pooled from them
     assert len(embedder.embedded) == counts["sentences"] + counts["articles"]
     assert all(a.chunks > 0 for a in index.articles())
 
 
-@pytest.mark.parametrize(("encoding", "texts_per_chunk", "texts_per_sentence"), [("late", 1, 0), ("separate", 1, 1)])
-def test_other_encodings_encode_what_they_say(tmp_path, seeds_copy, encoding, texts_per_chunk, texts_per_sentence):
-    embedder, config = CountingEmbedder(), Config(encoding=encoding)
-    build_index([seeds_copy], tmp_path / "index", embedder=embedder, config=config)
-    counts = Index.open(tmp_path / "index", embedder=embedder, config=config).manifest["counts"]
-    assert len(embedder.embedded) == texts_per_chunk * counts["chunks"] + texts_per_sentence * counts["sentences"]
-
-
-@pytest.mark.parametrize("encoding", ["sentences", "late", "separate"])
-def test_every_encoding_gives_each_sentence_its_own_words_vector(tmp_path, seeds_copy, encoding):
-    """With the hashing fake, a sentence's vector is that of its words, however it was made,
-    and a chunk's vector is that of its title and words."""
-    config = Config(encoding=encoding)
+def test_each_sentence_gets_its_own_words_vector(tmp_path, seeds_copy):
+    """With the hashing fake, a sentence's vector is that of its words, and a chunk's vector
+    is that of its title and words."""
+    config = Config()
     build_index([seeds_copy], tmp_path / "index", embedder=HashingEmbedder(), config=config)
-    snapshot = Index.open(tmp_path / "index", embedder=HashingEmbedder(), config=config)._snapshot
+    snapshot = Index.open(tmp_path / "index", embedder=HashingEmbedder(), config=config).snapshot
     embedder = HashingEmbedder()
     for chunk_id, stored in list(snapshot.chunks.items())[:8]:
         for sentence_id, span in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
@@ -85,7 +76,7 @@ def test_save_then_load_gives_identical_results(fake_index):
 def brute_force(index: Index, query: str, sentence_weight: float, article_weight: float) -> tuple[list[str], np.ndarray]:
     """Dense scores of every chunk computed with numpy alone."""
     embedder = HashingEmbedder()
-    stored = [index._snapshot.chunks[i] for i in sorted(index._snapshot.chunks)]
+    stored = [index.snapshot.chunks[i] for i in sorted(index.snapshot.chunks)]
     query_vector = embedder.embed([query])[0]
     chunk_vectors = embedder.embed([text_for_embedding(s.chunk) for s in stored])
     sentences = [[sentence_text(s, span) for span in s.sentence_spans] for s in stored]
@@ -158,13 +149,13 @@ def test_changed_article_is_replaced_and_removed_article_deleted(fake_index, see
     assert report.removed == ["004_0ad313e58527b596"]
     assert sorted(report.unchanged) == ["000_74a00811c9a9f887", "001_b4864911fd882270", "002_2158886989b67df7"]
     updated_text = changed.read_text(encoding="utf-8")
-    title = open_index(fake_index).manifest["articles"]["003_62729c1e8f798b4f"]["title"]
+    title = open_index(fake_index).snapshot.manifest["articles"]["003_62729c1e8f798b4f"]["title"]
     assert all(text in updated_text or text == title for text in embedder.embedded)
     index = open_index(fake_index)
-    article_ids = {s.chunk.article_id for s in index._snapshot.chunks.values()}
+    article_ids = {s.chunk.article_id for s in index.snapshot.chunks.values()}
     assert "004_0ad313e58527b596" not in article_ids
-    assert index._snapshot.chunk_vectors.ntotal == index.manifest["counts"]["chunks"]
-    assert index._snapshot.sentence_vectors.ntotal == index.manifest["counts"]["sentences"]
+    assert index.snapshot.chunk_vectors.ntotal == index.stats().chunks
+    assert index.snapshot.sentence_vectors.ntotal == index.stats().sentences
     assert index.search("lighthouse keeper Quang Ninh", k=1)[0].chunk.article_id == "003_62729c1e8f798b4f"
 
 
@@ -193,7 +184,7 @@ def test_a_file_that_turns_bad_keeps_its_indexed_version(fake_index, seeds_copy,
 def test_rebuild_starts_from_scratch(fake_index, seeds_copy, embedder):
     embedder.embedded.clear()
     report = build_index([seeds_copy], fake_index, embedder=embedder, rebuild=True)
-    counts = open_index(fake_index).manifest["counts"]
+    counts = open_index(fake_index).snapshot.manifest["counts"]
     assert len(report.added) == 5 and len(embedder.embedded) == counts["sentences"] + counts["articles"]
 
 
@@ -378,7 +369,7 @@ def test_a_damaged_chunk_line_is_reported_when_read(fake_index):
     (segment / "chunks.jsonl").write_bytes(b"\n".join([b"{not json", *lines[1:]]) + b"\n")
     index = open_index(fake_index)
     with pytest.raises(IndexCorruptError, match=r"the record of chunk 0 is damaged .*rag index --rebuild"):
-        [index._snapshot.chunks[chunk_id] for chunk_id in index._snapshot.chunk_ids.tolist()]
+        [index.snapshot.chunks[chunk_id] for chunk_id in index.snapshot.chunk_ids.tolist()]
 
 
 @pytest.mark.parametrize(
@@ -442,15 +433,15 @@ def test_index_articles_removes_the_articles_it_is_told_to(fake_index, embedder)
 
 
 def test_a_large_index_turns_approximate_and_still_updates(tmp_path, monkeypatch):
-    monkeypatch.setattr("rag.vectors.EXACT_UP_TO", 300)
+    monkeypatch.setattr("rag.storage.vectors.EXACT_UP_TO", 300)
     folder = tmp_path / "many"
     folder.mkdir()
     for number in range(400):
         (folder / f"a{number:03d}.txt").write_text(f"Report {number} on topic {number % 37}. It ends here.")
     build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
     index = open_index(tmp_path / "index")
-    assert index.manifest["vector_search"]["chunks"].startswith("hnsw")
-    assert index.manifest["vector_search"]["sentences"].startswith("hnsw")
+    assert index.stats().vector_search["chunks"].startswith("hnsw")
+    assert index.stats().vector_search["sentences"].startswith("hnsw")
     (folder / "new.txt").write_text(NEW_ARTICLE)
     (folder / "a000.txt").unlink()
     report = build_index([folder], tmp_path / "index", embedder=HashingEmbedder())
@@ -532,7 +523,7 @@ def test_many_small_updates_match_one_build_of_the_same_articles(tmp_path):
 def test_a_serving_index_updates_from_memory_without_reading_itself_back(fake_index, seeds_copy, monkeypatch):
     index = open_index(fake_index)
     (seeds_copy / "005_new.txt").write_text(NEW_ARTICLE)
-    monkeypatch.setattr("rag.indexing.load_snapshot", lambda path: pytest.fail("read the served index back"))
+    monkeypatch.setattr("rag.ingest.update.load_snapshot", lambda path: pytest.fail("read the served index back"))
     monkeypatch.setattr("rag.index.load_snapshot", lambda path: pytest.fail("read the written index back"))
     assert index.update([seeds_copy]).added == ["005_new"]
     assert index.version == current_snapshot_dir(fake_index).name
@@ -559,9 +550,9 @@ def test_a_segment_of_overlapping_chunks_reads_back_consistent(fake_index, seeds
     index = open_index(fake_index)
     index.update([seeds_copy])
     assert len(segment_names(fake_index)) == 2  # the new article went to a segment of its own
-    assert index.manifest["articles"]["005_long"]["chunks"] >= 3  # so chunks overlap by a sentence
+    assert index.snapshot.manifest["articles"]["005_long"]["chunks"] >= 3  # so chunks overlap by a sentence
     reopened = open_index(fake_index)  # loading checks the sentence count against the manifest
-    assert reopened.manifest["counts"] == index.manifest["counts"]
+    assert reopened.snapshot.manifest["counts"] == index.snapshot.manifest["counts"]
     assert hit_keys(reopened.search("hull number 42", k=3)) == hit_keys(index.search("hull number 42", k=3))
 
 
@@ -592,7 +583,7 @@ def test_a_missing_segment_is_reported_not_rewritten(tmp_path):
 
 
 def test_a_graph_keeps_its_tail_and_removals_through_compaction_until_they_pass_a_quarter(tmp_path, monkeypatch):
-    monkeypatch.setattr("rag.vectors.EXACT_UP_TO", 300)
+    monkeypatch.setattr("rag.storage.vectors.EXACT_UP_TO", 300)
     folder, index_dir = many_articles(tmp_path / "many", 400), tmp_path / "index"
     build_index([folder], index_dir, embedder=HashingEmbedder())
     (folder / "a007.txt").unlink()
@@ -600,7 +591,7 @@ def test_a_graph_keeps_its_tail_and_removals_through_compaction_until_they_pass_
         (folder / f"late{number:02d}.txt").write_text(f"Late report {number} about ships and {number % 5} ports.")
         build_index([folder], index_dir, embedder=HashingEmbedder())
     [base] = segment_names(index_dir)
-    manifest = open_index(index_dir).manifest
+    manifest = open_index(index_dir).snapshot.manifest
     assert manifest["vector_search"]["chunks"].endswith(", 400 in the graph")
     assert {"chunks.tail.faiss", "chunks.removed.npy"} <= {p.name for p in (index_dir / "segments" / base).iterdir()}
     index = open_index(index_dir)
@@ -610,7 +601,7 @@ def test_a_graph_keeps_its_tail_and_removals_through_compaction_until_they_pass_
         (folder / f"a{number:03d}.txt").unlink()
     build_index([folder], index_dir, embedder=HashingEmbedder())
     index = open_index(index_dir)
-    assert index.manifest["vector_search"]["chunks"].endswith(f", {400 - 101 + 16} in the graph")
+    assert index.stats().vector_search["chunks"].endswith(f", {400 - 101 + 16} in the graph")
     [rebuilt] = segment_names(index_dir)
     assert not list((index_dir / "segments" / rebuilt).glob("*.tail.faiss"))
     assert index.search("Late report 3 about ships", k=1)[0].chunk.article_id == "late03"

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-import rag.index
-import rag.indexing
 from rag import Config, HashingEmbedder, Index, build_index, intake_articles, load_articles
-from rag.cli import main
+from conftest import invoke_cli
 from ui.app import build_app, login_delay, login_options
 from ui.workspace import Workspace
 
@@ -28,14 +26,8 @@ CONFIG = Config()
 BODY = "The harbour authority said on Monday that the new pier will open in May. It cost 12 million dollars.\n"
 
 
-@pytest.fixture(autouse=True)
-def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (rag.index, rag.indexing):
-        monkeypatch.setattr(module, "default_embedder", lambda: HashingEmbedder())
-
-
 def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+    return invoke_cli(args)
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -61,7 +53,7 @@ def test_rag_index_reports_a_date_only_file_as_failed(tmp_path: Path, seeds_copy
     assert result.exit_code == 1
     assert "dated.txt: file holds only a date prefix, no article text\n" in result.output
     assert "5 added, 0 updated, 0 removed, 0 unchanged, 1 failed" in result.output
-    assert "dated" not in [article["id"] for article in Index.open(tmp_path / "index").info()["articles"]]
+    assert "dated" not in [article["id"] for article in Index.open(tmp_path / "index", embedder=HashingEmbedder()).info()["articles"]]
 
 
 def test_an_upload_of_only_a_date_prefix_is_refused(tmp_path: Path) -> None:
@@ -204,7 +196,7 @@ def test_the_cli_prints_no_control_characters(hostile_index: Path, command: list
 
 
 def test_the_stored_text_keeps_its_control_characters(hostile_index: Path) -> None:
-    [article] = Index.open(hostile_index).articles()
+    [article] = Index.open(hostile_index, embedder=HashingEmbedder()).articles()
     assert article.id == "pier\x1b[5m" and article.title == f"Harbour {ESCAPES}news"
     info = run("info", "--json", "--index", str(hostile_index))
     assert "\x1b" not in info.output and "\x9b" not in info.output  # escaped: the same data

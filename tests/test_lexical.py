@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from rag import HashingEmbedder
-from rag.articles import load_articles
-from rag.chunking import split_article
+from rag.text.articles import load_articles
+from rag.text.chunking import split_article
 from rag.config import Config
-from rag.lexical import TYPO_WEIGHT, LexicalIndex, lexical_text
-from rag.textnorm import terms
+from rag.search.typos import TYPO_WEIGHT, correct_typos
+from rag.storage.lexical import LexicalIndex, lexical_text
+from rag.text.normalize import terms
 
 from conftest import SEEDS
 
@@ -69,13 +70,13 @@ def test_a_mask_zeroes_the_chunks_it_leaves_out(chunks):
     index = LexicalIndex.build(chunks)
     mask = np.zeros(len(chunks), dtype=bool)
     mask[:5] = True
-    scores = index.scores(terms("defence"), mask)
+    scores = index.scores(terms("defence"), mask=mask)
     assert scores[5:].max() == 0 and scores[:5].max() > 0
 
 
 def test_a_word_the_index_does_not_know_is_read_as_the_known_terms_nearest_in_edits(chunks):
     index = LexicalIndex.build(chunks)
-    query = index.corrected(terms("Who chaird the meting at Hoa Lack manufacturng"))
+    query = correct_typos(terms("Who chaird the meting at Hoa Lack manufacturng"), index)
     assert query.corrections == {"chaird": ("chair",), "mete": ("meet",), "lack": ("lac",),
                                  "manufacturng": ("manufactur",)}
     assert query.weights[-4:] == (TYPO_WEIGHT,) * 4 and set(query.weights[:-4]) == {1.0}
@@ -83,12 +84,13 @@ def test_a_word_the_index_does_not_know_is_read_as_the_known_terms_nearest_in_ed
 
 @pytest.mark.parametrize("text", ["defence industry", "zzzz qqqq", "xyz", "ships 140", "Phạm Minh Chính"])
 def test_known_words_short_words_and_words_far_from_any_term_are_left_alone(chunks, text):
-    query = LexicalIndex.build(chunks).corrected(terms(text))
+    query = correct_typos(terms(text), LexicalIndex.build(chunks))
     assert query.corrections == {} and query.terms == tuple(terms(text))
 
 
 def test_a_misspelt_query_scores_the_passages_its_correction_holds_at_the_typo_weight(chunks):
     index = LexicalIndex.build(chunks)
-    misspelt, right = index.scores(index.corrected(terms("shipps"))), index.scores(terms("ships"))
+    query = correct_typos(terms("shipps"), index)
+    misspelt, right = index.scores(query.terms, query.weights), index.scores(terms("ships"))
     assert right.max() > 0
     np.testing.assert_allclose(misspelt, TYPO_WEIGHT * right, rtol=1e-5)

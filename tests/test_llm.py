@@ -22,10 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-import rag.index
-import rag.indexing
 from rag import (
     Answer,
     ConfigError,
@@ -38,11 +35,10 @@ from rag import (
     QueryError,
     generator_from_env,
 )
-from rag.answering import NOT_ANSWERED
-from rag.cli import main
-from rag.verification import SYSTEM_PROMPT, Claim, check_claims, facts, parse_claims
+from rag.answer.extractive import NOT_ANSWERED
+from rag.answer.verification import SYSTEM_PROMPT, Claim, check_claims, facts, parse_claims
 
-from conftest import coverage_answerability
+from conftest import coverage_answerability, invoke_cli
 
 SHIPS = "How many ships has the General Department of Defence Industry built?"
 BUDGET = "What is Vietnam's defence budget for 2026?"
@@ -512,16 +508,14 @@ def test_the_gguf_backend_reports_the_bindings_errors(tmp_path: Path, monkeypatc
 
 @pytest.fixture
 def cli_index(tmp_path: Path, seeds_copy: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    for module in (rag.index, rag.indexing):
-        monkeypatch.setattr(module, "default_embedder", lambda: HashingEmbedder())
     index_dir = str(tmp_path / "cli-index")
-    assert CliRunner().invoke(main, ["index", "--seeds", str(seeds_copy), "--index", index_dir]).exit_code == 0
+    assert invoke_cli(["index", "--seeds", str(seeds_copy), "--index", index_dir]).exit_code == 0
     return index_dir
 
 
 def test_cli_streams_the_reply_then_prints_the_verified_answer(cli_index: str, endpoint: FakeEndpoint) -> None:
     endpoint.reply = f"{CORRECT} It has built nearly 150 ships [{{nearly 140 ships}}]."
-    result = CliRunner().invoke(main, ["ask", SHIPS, "--index", cli_index, "--mode", "llm",
+    result = invoke_cli(["ask", SHIPS, "--index", cli_index, "--mode", "llm",
                                        "--llm-url", endpoint.url, "--llm-model", "fake"])
 
     assert result.exit_code == 0, result.output
@@ -539,7 +533,7 @@ def test_cli_json_prints_only_the_final_record(cli_index: str, endpoint: FakeEnd
     monkeypatch.setenv("RAG_LLM_URL", endpoint.url)
     monkeypatch.setenv("RAG_LLM_MODEL", "fake")
     endpoint.reply = CORRECT
-    result = CliRunner().invoke(main, ["ask", SHIPS, "--index", cli_index, "--mode", "llm", "--json"])
+    result = invoke_cli(["ask", SHIPS, "--index", cli_index, "--mode", "llm", "--json"])
 
     assert result.exit_code == 0, result.output
     record = json.loads(result.output)
@@ -548,7 +542,7 @@ def test_cli_json_prints_only_the_final_record(cli_index: str, endpoint: FakeEnd
 
 
 def test_cli_falls_back_with_a_note_when_the_endpoint_is_down(cli_index: str) -> None:
-    result = CliRunner().invoke(main, ["ask", SHIPS, "--index", cli_index, "--mode", "llm",
+    result = invoke_cli(["ask", SHIPS, "--index", cli_index, "--mode", "llm",
                                        "--llm-url", closed_port_url(), "--llm-model", "fake"])
 
     assert result.exit_code == 0 and "Traceback" not in result.output
@@ -564,7 +558,7 @@ def test_cli_falls_back_with_a_note_when_the_endpoint_is_down(cli_index: str) ->
 ])
 def test_cli_refuses_llm_options_that_cannot_work(cli_index: str, args: list[str], status: int,
                                                   message: str) -> None:
-    result = CliRunner().invoke(main, ["ask", SHIPS, "--index", cli_index, *args])
+    result = invoke_cli(["ask", SHIPS, "--index", cli_index, *args])
 
     assert result.exit_code == status
     assert message in result.output

@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from rag.evaluation import load_questions, split_of
-from rag.textnorm import fold
+from rag.eval.questions import load_questions, split_of
+from rag.text.normalize import fold
 
 from conftest import DATA, SEEDS
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from rag import Index, build_index
-from rag.evaluation import evaluate_answers, evaluate_qa, load_questions
+from rag.eval.questions import evaluate_answers, evaluate_qa, load_questions
 
 from conftest import DATA, ROOT, SEEDS
 

@@ -1,4 +1,4 @@
-from rag.sentences import MAX_SENTENCE_CHARS, split_sentences
+from rag.text.sentences import MAX_SENTENCE_CHARS, split_sentences
 
 
 def sentences(text: str) -> list[str]:

@@ -13,11 +13,14 @@ import faiss
 import numpy as np
 import pytest
 
-from rag import HashingEmbedder, Index, IndexBusyError, IndexCorruptError, IndexWriteError, build_index, store
-from rag.chunk_records import ChunkRecords
-from rag.indexing import _write_lock
-from rag.store import FORMAT_VERSION, LOCK_FILE, LOCK_HOLDER_FILE, current_snapshot_dir, load_snapshot, verify_index
-from rag.vectors import VectorIndex
+from rag import HashingEmbedder, Index, IndexBusyError, IndexCorruptError, IndexWriteError, build_index
+from rag.storage.chunk_table import ChunkRecords
+from rag.ingest.update import _write_lock
+from rag.storage.layout import FORMAT_VERSION, LOCK_FILE, LOCK_HOLDER_FILE, current_snapshot_dir
+from rag.storage.snapshot import load_snapshot, verify_index
+from rag.storage.vectors import VectorIndex
+from rag.storage import snapshot, writer
+from conftest import invoke_cli
 
 REBUILD = re.escape("rebuild the index with `rag index --rebuild`")
 NEW_ARTICLE = "The shipyard at Hai Phong launched patrol vessel number {n} on Friday. It carries a crew of 40.\n"
@@ -231,7 +234,7 @@ def test_overwritten_bytes_in_a_vector_file_fail_on_open_with_the_fix(fake_index
 
 
 def test_a_large_index_checks_sizes_on_open_and_verify_index_hashes_everything(fake_index, monkeypatch):
-    monkeypatch.setattr(store, "HASH_ON_OPEN_UP_TO", 0)
+    monkeypatch.setattr(snapshot, "HASH_ON_OPEN_UP_TO", 0)
     path = first_segment(fake_index) / "sentences.faiss"
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
@@ -256,13 +259,13 @@ def _edit_first_chunk_text(segment: Path) -> None:
 
 def test_an_edited_chunk_line_fails_when_read_instead_of_serving_wrong_text(fake_index):
     segment = first_segment(fake_index)
-    first_text = open_index(fake_index)._snapshot.chunks[0].chunk.text
+    first_text = open_index(fake_index).snapshot.chunks[0].chunk.text
     _edit_first_chunk_text(segment)
     index = open_index(fake_index)  # chunk lines are checked as they are parsed
     message = (rf"the record of chunk 0 is damaged \(line 1 of {re.escape(str(segment))}/chunks.jsonl no longer "
                rf"matches its checksum, so it was changed or damaged after it was written\): {REBUILD}$")
     with pytest.raises(IndexCorruptError, match=message):
-        index._snapshot.chunks[0]
+        index.snapshot.chunks[0]
     with pytest.raises(IndexCorruptError, match=message):
         index.search(first_text, k=30)
     assert [problem for problem in verify_index(fake_index) if "chunks.jsonl" in problem]
@@ -299,7 +302,7 @@ def test_cleanup_keeps_the_previously_live_version_after_writers_died(fake_index
     def die(index_dir, name):
         raise WriterDied
 
-    monkeypatch.setattr(store, "_point_current_to", die)
+    monkeypatch.setattr(writer, "point_current_to", die)
     for n in (2, 3):
         add_article(seeds_copy, n)
         with pytest.raises(WriterDied):
@@ -340,7 +343,7 @@ def test_a_waiting_writer_says_whose_update_it_waits_for(fake_index, seeds_copy,
     holder.start()
     assert held.wait(10)
     try:
-        with caplog.at_level(logging.WARNING, logger="rag.indexing"), \
+        with caplog.at_level(logging.WARNING, logger="rag.ingest.update"), \
                 pytest.raises(IndexBusyError, match=rf"another process is updating the index at .* \(pid "
                                                     rf"{os.getpid()}, lock .* held for 0.3 s\): wait for it to "
                                                     r"finish and try again$"):
@@ -354,15 +357,13 @@ def test_a_waiting_writer_says_whose_update_it_waits_for(fake_index, seeds_copy,
 
 
 def test_rag_check_says_sound_or_lists_each_problem_with_status_1(fake_index, monkeypatch):
-    from click.testing import CliRunner
 
-    from rag.cli import main
 
-    sound = CliRunner().invoke(main, ["check", "--index", str(fake_index)])
+    sound = invoke_cli(["check", "--index", str(fake_index)])
     assert sound.exit_code == 0 and sound.output.strip().endswith(": sound")
     faiss_file = next(fake_index.glob("segments/*/chunks.faiss"))
     data = bytearray(faiss_file.read_bytes())
     data[200:264] = b"\x7f" * 64
     faiss_file.write_bytes(bytes(data))
-    damaged = CliRunner().invoke(main, ["check", "--index", str(fake_index)])
+    damaged = invoke_cli(["check", "--index", str(fake_index)])
     assert damaged.exit_code == 1 and "chunks.faiss" in damaged.output and "Traceback" not in damaged.output

@@ -5,7 +5,7 @@ import unicodedata
 
 import pytest
 
-from rag.textnorm import _PLAIN, fold, terms
+from rag.text.normalize import _PLAIN, fold, terms
 
 from conftest import SEEDS
 

@@ -8,14 +8,13 @@ import faiss
 import numpy as np
 import pytest
 
-import rag.vectors
 from rag.errors import IndexCorruptError
-from rag.vectors import VectorIndex
+from rag.storage.vectors import VectorIndex
 
 
 @pytest.fixture
 def small_threshold(monkeypatch):
-    monkeypatch.setattr("rag.vectors.EXACT_UP_TO", 500)
+    monkeypatch.setattr("rag.storage.vectors.EXACT_UP_TO", 500)
 
 
 def unit_vectors(count: int, seed: int, dim: int = 32) -> np.ndarray:
@@ -162,8 +161,8 @@ def test_a_search_runs_faiss_on_one_thread_in_any_thread_and_leaves_its_count_al
     """OpenMP keeps FAISS's thread count per thread: a web server's worker thread searched on
     every core until each search set its own (p95 twice as long at 100k chunks)."""
     graph, vectors, _ = graph_of(2000)
-    seen, original = [], rag.vectors._search
-    monkeypatch.setattr(rag.vectors, "_search", lambda *args, **kwargs: (
+    seen, original = [], faiss.SearchParametersHNSW  # made inside the search, just before FAISS runs
+    monkeypatch.setattr(faiss, "SearchParametersHNSW", lambda *args, **kwargs: (
         seen.append(faiss.omp_get_max_threads()), original(*args, **kwargs))[1])
     after: list[int] = []
 

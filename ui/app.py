@@ -97,7 +97,7 @@ class Handlers:
         current = self.workspace.version()
         if current == seen:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        count = self.workspace.index.manifest["counts"]["articles"]
+        count = self.workspace.index.stats().articles
         notice = render_update((), None, f"The index was updated: questions are now answered from "
                                          f"{count} articles.")
         return notice, self.index_html(), gr.Dropdown(choices=self.article_choices()), current

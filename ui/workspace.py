@@ -119,7 +119,7 @@ class Workspace:
     def _outcome(self, intake: tuple[IntakeResult, ...], report: UpdateReport | None,
                  error: str | None) -> RebuildOutcome:
         return RebuildOutcome(intake, report, error, dt.datetime.now(),
-                              self.index.manifest["counts"]["articles"])
+                              self.index.stats().articles)
 
 
 def _relative_source(source: Path, seeds: Path) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rag.config import Config
 from rag.records import Article, Chunk
-from rag.sentences import split_sentences
+from rag.text.sentences import split_sentences
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 

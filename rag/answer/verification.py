@@ -11,7 +11,7 @@ is supported by a passage it cites when
   `VerifierSettings.min_support`. Words alone let "The department destroyed 140 ships" pass;
   meaning alone is weak for short sentences; together they separate the calibration claims.
 
-Words are compared through `rag.textnorm` (case, accents, spellings, stems). A sentence that
+Words are compared through `rag.text.normalize` (case, accents, spellings, stems). A sentence that
 combines two passages is supported by them together if it cites both and they pass as one.
 
 Unsupported sentences (no citation, a wrong passage, an invented number or name) are kept in
@@ -36,13 +36,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.answer_records import Answer, AnswerSentence, Citation
-from rag.answering import abstention
+from rag.answer.schema import Answer, AnswerSentence, Citation
+from rag.answer.extractive import abstention
 from rag.errors import ConfigError, GeneratorError
-from rag.generation import ChatMessage, Generator
+from rag.answer.generators import ChatMessage, Generator
 from rag.records import Chunk, Hit
-from rag.sentences import split_sentences
-from rag.textnorm import STOPWORDS, fold, normalize_word, terms
+from rag.text.sentences import split_sentences
+from rag.text.normalize import STOPWORDS, fold, normalize_word, terms
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from rag.answer_records import Outcome
+from rag.answer.schema import Outcome
 from rag.errors import ConfigError
 
 MODEL_FILE = Path(__file__).with_name("answerability.json")
-# The signals, each between 0 and 1 (rag.answering computes them):
+# The signals, each between 0 and 1 (rag.answer.extractive computes them):
 SIGNALS = (
     "passage_coverage",   # idf share of the question's topic terms that the best passage holds
     "sentence_coverage",  # the same for the best sentence, its two predecessors counting part

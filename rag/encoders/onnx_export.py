@@ -30,7 +30,7 @@ from rag.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# A change to the int8 part moves int8 vectors: rename that encoder too (rag.embedders,
+# A change to the int8 part moves int8 vectors: rename that encoder too (rag.encoders.minilm,
 # TransformerEmbedder.name), which indexes and the BEIR cache are keyed by.
 _RECIPE = "opset17-dynamic-axes-eager-attention-v2;int8:bert-fusions-dynamic-quint8-per-channel-matmuls-attention-v2"
 _HASHED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json")

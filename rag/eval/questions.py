@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rag.embedders import default_embedder
+from rag.encoders.base import Embedder
+from rag.encoders.minilm import default_embedder
 from rag.errors import RagError
 from rag.index import Index
-from rag.indexing import build_index
-from rag.retrieval import Retriever
-from rag.store import FORMAT_VERSION
-from rag.textnorm import fold
+from rag.ingest.update import build_index
+from rag.search.retrieval import Retriever
+from rag.storage.layout import FORMAT_VERSION
+from rag.text.normalize import fold
 
 _CHUNKS_SEARCHED = 50
 Split = Literal["tune", "heldout"]
@@ -86,10 +87,10 @@ def load_questions(path: Path, split: str = "all") -> list[Question]:
     return [q for q in questions if split == "all" or q.split == split]
 
 
-def qa_index(articles: list[Path], cache: Path = Path(".cache/qa")) -> Index:
+def qa_index(articles: list[Path], embedder: Embedder | None = None, cache: Path = Path(".cache/qa")) -> Index:
     """An index of the given article files and folders for evaluation, kept in `cache` under a
     name of their paths and updated incrementally (never the user's own index)."""
-    embedder = default_embedder()
+    embedder = embedder or default_embedder()
     folders = "\0".join(sorted(str(p.resolve()) for p in articles))
     key = hashlib.blake2b(f"{FORMAT_VERSION}\0{embedder.name}\0{folders}".encode(), digest_size=8)
     path = cache / key.hexdigest()

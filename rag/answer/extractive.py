@@ -2,12 +2,12 @@
 
 Every candidate sentence of the retrieved passages is scored by its cosine to the question
 (the sentence vectors are already in the index), by the share of the question's idf-weighted
-terms it contains (after `rag.textnorm` folding: accents, spellings, stems; a typed word the
+terms it contains (after `rag.text.normalize` folding: accents, spellings, stems; a typed word the
 index does not know counts through the known terms nearest it, weighted down), and by the
 rank of its passage. The best one to three sentences make the answer, quoted verbatim; one
 that opens on a pronoun or connective brings the sentence before it, which names what it
 refers to; a sentence that another outlet reports too is said once and cites both. Whether
-the evidence answers at all is decided by `rag.answerability` from the evidence's signals:
+the evidence answers at all is decided by `rag.answer.answerability` from the evidence's signals:
 an answer, the closest evidence given as such, or "not in the articles" with related passages.
 """
 
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer_records import Answer, AnswerSentence, Citation, RelatedPassage
-from rag.answer_types import asked_type, holds_type
-from rag.answerability import AnswerabilityModel
+from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage
+from rag.answer.question_types import asked_type, holds_type
+from rag.answer.answerability import AnswerabilityModel
 from rag.config import Config
-from rag.lexical import QueryTerms
+from rag.search.typos import QueryTerms
 from rag.records import Chunk, Hit
-from rag.store import Snapshot
-from rag.textnorm import normalize_word, terms
+from rag.storage.snapshot import Snapshot
+from rag.text.normalize import normalize_word, terms
 
 NOT_ANSWERED = "The indexed articles do not answer this question."
 HEDGED = "Closest evidence: the articles may not answer this directly."
@@ -77,7 +77,7 @@ class TopicTerm:
 @dataclass(frozen=True)
 class Evidence:
     """How well the retrieved passages answer: the ranked candidate sentences, and the
-    signals `rag.answerability` decides on."""
+    signals `rag.answer.answerability` decides on."""
 
     sentences: list[ScoredSentence]
     signals: dict[str, float]

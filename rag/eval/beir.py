@@ -20,13 +20,13 @@ import numpy as np
 import pytrec_eval
 
 from rag.config import Config
-from rag.embedders import Embedder
+from rag.encoders.base import Embedder
 from rag.errors import RagError
 from rag.index import Index
-from rag.indexing import ProgressCallback, index_articles
+from rag.ingest.update import ProgressCallback, index_articles
 from rag.records import Article
-from rag.retrieval import Retriever
-from rag.store import CURRENT_FILE, FORMAT_VERSION
+from rag.search.retrieval import Retriever
+from rag.storage.layout import CURRENT_FILE, FORMAT_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def run_queries(index: Index, queries: dict[str, str],
     each query's latency in milliseconds."""
     run: dict[str, dict[str, float]] = {}
     latencies = []
-    counts = index.manifest["counts"]
+    counts = index.snapshot.manifest["counts"]
     chunks_per_article = -(-counts["chunks"] // max(counts["articles"], 1))
     depth = min(1000, _RANKED_ARTICLES * chunks_per_article)  # enough chunks for 100 articles
     for query_id, text in queries.items():

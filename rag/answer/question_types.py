@@ -2,7 +2,7 @@
 
 "How many ships..." wants a number, "When..." a date, "Who..." a person, "Where..." a place.
 Among candidate sentences close in score, one holding an answer of the asked type is the
-better answer (rag.answering adds `answer_type_weight` to its score). Patterns, not a
+better answer (rag.answer.extractive adds `answer_type_weight` to its score). Patterns, not a
 tagger: news sentences mark these types plainly (digits, month names, capitalised names,
 "in <Place>"), and a wrong guess only costs a small bonus.
 """

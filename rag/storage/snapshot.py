@@ -1,57 +1,15 @@
-"""The index directory on disk: segments written once, versions swapped in atomically, a write lock.
+"""One consistent version of the index in memory: read from its folder, checked, verified.
 
-Layout::
-
-    index/
-      CURRENT               name of the live version, replaced with os.replace
-      write.lock            held by the one process that is updating the index
-      write.lock.pid        the process id of that process, for the message of one waiting
-      versions/<name>/
-        manifest.json       format version, encoder, chunker settings, articles, counts, and
-                            the segments that make up this version, oldest first, with the
-                            size and SHA-256 of each of their files
-        removed.npy         ids of chunks in those segments that are no longer in the index
-        segments.json       the names of those segments (what pruning reads)
-        previous            the name of the version that was live when this one replaced it
-      segments/<name>/      what one update added; never changed once written
-        chunks.faiss        FAISS index of its chunk vectors by id, and of its sentence
-        sentences.faiss     vectors (in the first segment of a version, the whole index:
-                            exact, or an HNSW graph with its ids in *.ids.npy, and
-                            *.tail.faiss and *.removed.npy beside it for what was added
-                            and removed since it was built; rag.vectors)
-        chunks.jsonl        one chunk a line (its FAISS id, text and metadata), parsed when asked for
-        chunks.npz          per chunk: id, article, content hash, its sentences' ids and spans
-                            (rag.chunk_records)
-        articles.json/.npy  the articles it embedded and their vectors
-        bm25/               BM25 postings of its chunks (rag.lexical)
-
-An update writes one new segment with what it embedded, plus a new version that lists the
-segments and the removed chunk ids, so its cost follows the size of the change, not of the
-index. When the segments outside the first (base) one grow past a share of the index, or
-number more than 16, or a vector index needs rebuilding (rag.vectors), the update writes one
-new base segment instead (compaction).
-Everything is written in a staging folder and renamed into place, and only then named in
-CURRENT; a crash at any point leaves the previous version live. No pickle.
-
-Opening a version checks each segment file's size against the manifest, and its SHA-256 too
-while the files total at most HASH_ON_OPEN_UP_TO bytes; `verify_index` hashes them all. The
-lines of chunks.jsonl are checked one by one when parsed instead (rag.chunk_records).
+The layout on disk is in rag.storage.layout; writing a version is rag.storage.writer.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import gc
-import hashlib
 import json
 import logging
-import os
 import shlex
-import shutil
-import uuid
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -59,54 +17,35 @@ from typing import Any
 import numpy as np
 import orjson
 
-from rag.chunk_records import LINES_FILE, ChunkRecords, concat_ranges, distinct
 from rag.config import Config
-from rag.embedders import BACKENDS, Embedder
-from rag.errors import REBUILD_HINT, IndexCorruptError, IndexMismatchError, IndexNotFoundError, RagError
-from rag.lexical import LexicalIndex, LexicalSegment
-from rag.vectors import VectorIndex
+from rag.encoders.minilm import BACKENDS
+from rag.encoders.base import Embedder
+from rag.errors import REBUILD_HINT, IndexCorruptError, IndexMismatchError, RagError
+from rag.storage.chunk_table import LINES_FILE, ChunkRecords, concat_ranges, distinct
+from rag.storage.layout import (
+    ARTICLE_IDS_FILE,
+    ARTICLE_VECTORS_FILE,
+    FAISS_FILE,
+    FORMAT_VERSION,
+    HASH_ON_OPEN_UP_TO,
+    LEXICAL_DIR,
+    MANIFEST_FILE,
+    REMOVED_FILE,
+    SEGMENTS_DIR,
+    SENTENCE_FAISS_FILE,
+    current_snapshot_dir,
+    is_plain_name,
+    sha256,
+)
+from rag.storage.lexical import LexicalIndex, LexicalSegment
+from rag.storage.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 10
-CURRENT_FILE = "CURRENT"
-LOCK_FILE = "write.lock"
-LOCK_HOLDER_FILE = "write.lock.pid"
-VERSIONS_DIR = "versions"
-SEGMENTS_DIR = "segments"
-MANIFEST_FILE = "manifest.json"
-REMOVED_FILE = "removed.npy"
-SEGMENT_NAMES_FILE = "segments.json"
-PREVIOUS_FILE = "previous"
-FAISS_FILE = "chunks.faiss"
-SENTENCE_FAISS_FILE = "sentences.faiss"
-ARTICLE_IDS_FILE = "articles.json"
-ARTICLE_VECTORS_FILE = "articles.npy"
-LEXICAL_DIR = "bm25"
-_KEEP_OLD_SNAPSHOTS = 2
-HASH_ON_OPEN_UP_TO = 32 << 20
-"""Bytes of segment files (chunks.jsonl aside) up to which opening an index hashes them all,
-about a thousand articles' worth: 26 MiB took 18 ms here, beside 11 ms to load them (the
-seeds: under 1 ms). Past it, opening checks sizes only, and `verify_index` hashes."""
-
-
-@contextmanager
-def without_gc() -> Iterator[None]:
-    """Build many small objects with the cyclic garbage collector paused: each collection
-    would scan every object of the index again (loading 100k chunks and mapping their
-    sentences ran about 8x slower with it). What is built here holds no reference cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One consistent state of the index, in memory but for the chunks' texts (rag.chunk_records).
+    """One consistent state of the index, in memory but for the chunks' texts (rag.storage.chunk_table).
 
     `chunks` maps every id in `chunk_vectors` to its chunk; the sentence ids of the chunks
     are the ids in `sentence_vectors`; `lexical` scores chunks in ascending id order;
@@ -203,25 +142,6 @@ class Snapshot:
         return owners[concat_ranges(first, np.searchsorted(sorted_sentences, sentence_ids, side="right") - first)]
 
 
-def current_snapshot_dir(index_dir: Path) -> Path:
-    pointer = index_dir / CURRENT_FILE
-    if not pointer.is_file():
-        raise IndexNotFoundError(
-            f"no index at {index_dir}: build it with `rag index --index {index_dir}` "
-            "(it reads articles from seeds/ by default)"
-        )
-    try:
-        name = pointer.read_text(encoding="utf-8").strip()
-    except UnicodeDecodeError as error:
-        raise IndexCorruptError(f"index pointer {pointer} is damaged (it is not UTF-8 text): {REBUILD_HINT}") from error
-    snapshot_dir = index_dir / VERSIONS_DIR / name
-    if not _is_plain_name(name) or not snapshot_dir.is_dir():
-        raise IndexCorruptError(
-            f"index at {index_dir} points to a missing snapshot {name!r}: {REBUILD_HINT}"
-        )
-    return snapshot_dir
-
-
 def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
     path = snapshot_dir / MANIFEST_FILE
     try:
@@ -275,16 +195,12 @@ def _manifest_problem(manifest: dict[str, Any]) -> str | None:
 
 def _is_segment_entry(entry: object) -> bool:
     """Whether a manifest's segment entry has a name, its first chunk id and its files' checksums."""
-    if not (isinstance(entry, dict) and _is_plain_name(entry.get("name")) and isinstance(entry.get("first_chunk"), int)
+    if not (isinstance(entry, dict) and is_plain_name(entry.get("name")) and isinstance(entry.get("first_chunk"), int)
             and isinstance(entry.get("files"), dict)):
         return False
     return all(isinstance(file, dict) and isinstance(file.get("size"), int) and isinstance(file.get("sha256"), str)
                for file in entry["files"].values())
 
-
-def _is_plain_name(name: object) -> bool:
-    """Whether a name read from the index is a folder name of its own, not a path elsewhere."""
-    return isinstance(name, str) and bool(name) and not name.startswith(".") and Path(name).name == name
 
 
 def _rebuild_fix(index_dir: Path, manifest: dict[str, Any]) -> str:
@@ -327,8 +243,7 @@ def load_snapshot(snapshot_dir: Path, read_ahead: bool = False) -> Snapshot:
     """Read a version and its segments, and check that they agree with each other. With
     `read_ahead` (a process that will search), vector graphs are read in the background
     meanwhile; otherwise on first use (a cold `rag ask` at 100k chunks: about 0.9 s)."""
-    with without_gc():
-        return _load_snapshot(snapshot_dir, read_ahead)
+    return _load_snapshot(snapshot_dir, read_ahead)
 
 
 def _load_snapshot(snapshot_dir: Path, read_ahead: bool) -> Snapshot:
@@ -422,22 +337,11 @@ def _file_problems(folder: Path, files: dict[str, dict[str, Any]], content: bool
             size = path.stat().st_size
             if size != written["size"]:
                 yield f"index file {path} is {size} bytes, {written['size']} when it was written"
-            elif content and _sha256(path) != written["sha256"]:
+            elif content and sha256(path) != written["sha256"]:
                 yield (f"index file {path} no longer matches its checksum, so it was changed or damaged after it "
                        "was written")
         except OSError as error:
             yield f"index file {path} is missing or unreadable ({error.strerror or error})"
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _file_checksums(folder: Path) -> dict[str, dict[str, Any]]:
-    """The size and SHA-256 of every file in a segment folder, by its path in the folder."""
-    return {path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
-            for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 def verify_index(path: str | Path) -> list[str]:
@@ -483,160 +387,3 @@ def _check_consistent(snapshot: Snapshot, snapshot_dir: Path) -> None:
             f"says {counts['chunks']} chunks and {counts['sentences']} sentences (failed: {'; '.join(failed)}): "
             f"{REBUILD_HINT}"
         )
-
-
-def new_segment(first_chunk: int) -> dict[str, Any]:
-    """A manifest entry for a segment that will hold the chunks with ids from `first_chunk` on
-    (0 for a base segment, which holds the whole index)."""
-    return {"name": _timestamped_name(), "first_chunk": first_chunk}
-
-
-def write_snapshot(index_dir: Path, snapshot: Snapshot) -> Snapshot:
-    """Write the snapshot's last segment if it is new (an update makes at most one) and a
-    version naming the segments, then make that version live with one atomic rename; return
-    the snapshot named. Every other segment must already be on disk."""
-    versions, segments = index_dir / VERSIONS_DIR, index_dir / SEGMENTS_DIR
-    versions.mkdir(parents=True, exist_ok=True)
-    segments.mkdir(parents=True, exist_ok=True)
-    *kept, last = snapshot.manifest["segments"]
-    missing = [entry["name"] for entry in kept if not (segments / entry["name"]).is_dir()]
-    if missing:
-        raise IndexCorruptError(f"index at {index_dir} lacks its segment(s) {', '.join(missing)}: {REBUILD_HINT}")
-    if len(snapshot.lexical.segments) != len(snapshot.manifest["segments"]):
-        raise ValueError("the BM25 segments do not match the manifest's")  # a bug, not bad input
-    if not (segments / last["name"]).is_dir():
-        last = {**last, "files": _write_segment(segments, last, snapshot)}
-    manifest = {**snapshot.manifest, "segments": [*kept, last]}
-    previous = _live_name(index_dir)
-    staging = versions / f".staging-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
-        np.save(staging / REMOVED_FILE, snapshot.removed, allow_pickle=False)
-        (staging / SEGMENT_NAMES_FILE).write_text(
-            json.dumps([entry["name"] for entry in manifest["segments"]]), encoding="utf-8")
-        if previous is not None:
-            (staging / PREVIOUS_FILE).write_text(previous + "\n", encoding="utf-8")
-        (staging / MANIFEST_FILE).write_bytes(orjson.dumps(manifest) + b"\n")  # json took 0.2 s at 100k
-        _fsync_folder(staging)
-        name = _timestamped_name()
-        os.replace(staging, versions / name)
-        _fsync_directory(versions)  # the rename must be durable before CURRENT names it
-        _point_current_to(index_dir, name)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _prune(index_dir, keep=name)
-    return replace(snapshot, manifest=manifest, name=name)
-
-
-def _write_segment(segments: Path, entry: dict[str, Any], snapshot: Snapshot) -> dict[str, dict[str, Any]]:
-    """Write the snapshot's last segment: the chunks with ids from its `first_chunk` on (0
-    for a base segment, which holds the whole index); return its files' checksums."""
-    staging = segments / f".staging-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
-        chunk_ids = snapshot.chunk_ids[snapshot.chunk_ids >= entry["first_chunk"]]
-        if len(snapshot.manifest["segments"]) == 1:
-            chunk_part, sentence_part = snapshot.chunk_vectors, snapshot.sentence_vectors
-        else:
-            sentence_ids = distinct(snapshot.sentences_of(chunk_ids)[0])  # overlapping chunks share a sentence
-            chunk_part, sentence_part = snapshot.chunk_vectors.subset(chunk_ids), snapshot.sentence_vectors.subset(sentence_ids)
-        chunk_part.write(staging / FAISS_FILE)
-        sentence_part.write(staging / SENTENCE_FAISS_FILE)
-        snapshot.chunks.write(staging, chunk_ids)
-        snapshot.lexical.segments[-1].save(staging / LEXICAL_DIR)
-        article_ids = sorted(set(snapshot.chunks.article_ids[snapshot.positions(chunk_ids)].tolist()))
-        (staging / ARTICLE_IDS_FILE).write_text(json.dumps(article_ids, ensure_ascii=False), encoding="utf-8")
-        rows = [snapshot.article_rows[article_id] for article_id in article_ids]
-        np.save(staging / ARTICLE_VECTORS_FILE, snapshot.article_vectors[rows].reshape(len(rows), chunk_part.dim),
-                allow_pickle=False)
-        files = _file_checksums(staging)
-        _fsync_folder(staging)
-        os.replace(staging, segments / entry["name"])
-        _fsync_directory(segments)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return files
-
-
-def _timestamped_name() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
-
-
-def _point_current_to(index_dir: Path, name: str) -> None:
-    pending = index_dir / f".{CURRENT_FILE}.{uuid.uuid4().hex}"
-    with pending.open("w", encoding="utf-8") as handle:
-        handle.write(name + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(pending, index_dir / CURRENT_FILE)
-    _fsync_directory(index_dir)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a folder's files and directory entries (subfolders included) durable."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-        elif path.is_dir():
-            _fsync_directory(path)
-    _fsync_directory(folder)
-
-
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _live_name(index_dir: Path) -> str | None:
-    """The live version's name; None if there is none, or CURRENT is damaged (a rebuild)."""
-    try:
-        return current_snapshot_dir(index_dir).name
-    except RagError:
-        return None
-
-
-def _prune(index_dir: Path, keep: str) -> None:
-    """Delete every version but `keep`, the live one, and the few live before it (a reader
-    may be between CURRENT and its files), then every segment no kept version lists. Which
-    versions were live is read from their `previous` files, not guessed from the order of
-    names: a writer that died before naming its version in CURRENT leaves a newer version
-    that was never live."""
-    versions = index_dir / VERSIONS_DIR
-    kept = [keep]
-    while len(kept) <= _KEEP_OLD_SNAPSHOTS:
-        try:
-            previous = (versions / kept[-1] / PREVIOUS_FILE).read_text(encoding="utf-8").strip()
-        except (OSError, ValueError):
-            break  # the first version, or one written by an older rag
-        if not _is_plain_name(previous) or previous in kept or not (versions / previous).is_dir():
-            break
-        kept.append(previous)
-    for path in versions.iterdir():
-        if path.is_dir() and not path.name.startswith(".") and path.name not in kept:
-            shutil.rmtree(path, ignore_errors=True)
-    listed = set()
-    for name in kept:
-        try:
-            listed |= set(json.loads((versions / name / SEGMENT_NAMES_FILE).read_text("utf-8")))
-        except (OSError, ValueError, TypeError):
-            return  # an unreadable version: keep every segment rather than guess
-    for path in (index_dir / SEGMENTS_DIR).iterdir():
-        if path.is_dir() and not path.name.startswith(".") and path.name not in listed:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def remove_stale_staging(index_dir: Path) -> None:
-    """Staging folders and pending CURRENT files are only left by a writer that died; call
-    with the write lock held."""
-    for pending in index_dir.glob(f".{CURRENT_FILE}.*"):
-        pending.unlink(missing_ok=True)
-    for folder in (index_dir / VERSIONS_DIR, index_dir / SEGMENTS_DIR):
-        if folder.is_dir():
-            for path in folder.glob(".staging-*"):
-                shutil.rmtree(path, ignore_errors=True)

@@ -1,8 +1,8 @@
 """BM25 over chunks (Lucene's formula), kept in segments so that an update indexes only its new chunks.
 
 A document is a chunk's text with its article's heading counted twice; terms come from
-`rag.textnorm.terms`, the same normalisation the answer composer uses. Documents sit in
-segments, one per update that added chunks (rag.store), in ascending chunk id order, so the
+`rag.text.normalize.terms`, the same normalisation the answer composer uses. Documents sit in
+segments, one per update that added chunks (rag.storage.snapshot), in ascending chunk id order, so the
 live documents in segment order are the snapshot's chunks in ascending id order.
 
 Each segment keeps its postings, a sparse term x document matrix of term frequencies, and
@@ -24,37 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse
-from rapidfuzz import process
-from rapidfuzz.distance import OSA
 
 from rag.records import Chunk
-from rag.textnorm import terms
+from rag.text.normalize import terms
 
 _POSTINGS_FILE = "postings.npz"
 _LENGTHS_FILE = "lengths.npy"
 _TERMS_FILE = "terms.json"
-# A typed word the index does not know is read as the known terms nearest it in edits
-# (a transposition counts one): one edit for a word of 4-7 letters, two past that. They
-# count this much of a matched term, a guess being weaker evidence than a match.
-TYPO_WEIGHT = 0.7
-# At most this many unknown words of a query are corrected (the longest): each is compared
-# with the known terms of about its length, which takes milliseconds on a large vocabulary.
-MAX_CORRECTED_WORDS = 8
-
-
-@dataclass(frozen=True)
-class QueryTerms:
-    """A query's terms with their weights: 1 for each typed term, `TYPO_WEIGHT` for a known
-    term standing in for a typed one the index does not know (`corrections` maps the typed
-    term to its stand-ins)."""
-
-    terms: tuple[str, ...]
-    weights: tuple[float, ...]
-    corrections: dict[str, tuple[str, ...]]
-
-    @classmethod
-    def plain(cls, query_terms: Sequence[str]) -> QueryTerms:
-        return cls(tuple(query_terms), (1.0,) * len(query_terms), {})
 
 
 def lexical_text(chunk: Chunk) -> str:
@@ -128,7 +104,7 @@ class LexicalIndex:
 
     def appended(self, removed: np.ndarray, new_chunks: Sequence[Chunk]) -> LexicalIndex:
         """This index with the documents at positions `removed` dropped and `new_chunks`, if
-        any, added as a new segment (as rag.store adds one only for an update that adds chunks)."""
+        any, added as a new segment (as rag.storage.snapshot adds one only for an update that adds chunks)."""
         segments, live, vocab = list(self.segments), self.live.copy(), self.vocab
         if new_chunks:
             vocab = dict(vocab)
@@ -189,7 +165,7 @@ class LexicalIndex:
         return number is not None and bool(self._document_frequency[number] > 0)
 
     @cached_property
-    def _correctable(self) -> dict[int, list[str]]:
+    def terms_by_length(self) -> dict[int, list[str]]:
         """The known terms a typo may be read as (words of letters, 3 or more of them), by
         length: a typo is compared only with terms it could be."""
         frequency = self._document_frequency
@@ -199,25 +175,10 @@ class LexicalIndex:
                 by_length.setdefault(len(term), []).append(term)
         return by_length
 
-    def corrected(self, query_terms: Sequence[str]) -> QueryTerms:
-        """The query's terms plus, for each word of letters the index does not know (the
-        longest MAX_CORRECTED_WORDS), the known terms at the least edit distance a typo allows,
-        up to 3, the most frequent first; none for a word under 4 letters."""
-        unknown = [t for t in dict.fromkeys(query_terms) if len(t) >= 4 and t.isalpha() and not self.knows(t)]
-        corrections: dict[str, tuple[str, ...]] = {}
-        for term in sorted(unknown, key=len, reverse=True)[:MAX_CORRECTED_WORDS]:
-            edits = 1 if len(term) <= 7 else 2
-            choices = [t for size in range(len(term) - edits, len(term) + edits + 1)
-                       for t in self._correctable.get(size, ())]
-            found = process.extract(term, choices, scorer=OSA.distance, score_cutoff=edits, limit=None)
-            if found:
-                nearest = min(distance for _, distance, _ in found)
-                closest = [t for t, distance, _ in found if distance == nearest]
-                frequency = self._document_frequency
-                corrections[term] = tuple(sorted(closest, key=lambda t: -frequency[self.vocab[t]])[:3])
-        extra = [t for replacements in corrections.values() for t in replacements]
-        return QueryTerms(tuple(query_terms) + tuple(extra),
-                          (1.0,) * len(query_terms) + (TYPO_WEIGHT,) * len(extra), corrections)
+    def document_frequency(self, term: str) -> int:
+        """How many live chunks hold the term."""
+        number = self.vocab.get(term)
+        return 0 if number is None else int(self._document_frequency[number])
 
     def idf(self, query_terms: Sequence[str]) -> np.ndarray:
         """Lucene's BM25 idf of each term; a term no chunk holds gets the highest value."""
@@ -225,12 +186,13 @@ class LexicalIndex:
         counts = np.array([frequency[self.vocab[t]] if t in self.vocab else 0 for t in query_terms], dtype=np.float32)
         return np.log1p((self.size - counts + 0.5) / (counts + 0.5)).astype(np.float32)
 
-    def scores(self, query: QueryTerms | Sequence[str], mask: np.ndarray | None = None) -> np.ndarray:
+    def scores(self, query_terms: Sequence[str], weights: Sequence[float] | None = None,
+               mask: np.ndarray | None = None) -> np.ndarray:
         """BM25 score of every live chunk, in ascending chunk id order (0 where `mask` is
         False or no term matches). A term repeated in the query counts each time, each time
-        its weight (1 for plain terms) times its idf."""
-        query = query if isinstance(query, QueryTerms) else QueryTerms.plain(query)
-        known = [(term, weight) for term, weight in zip(query.terms, query.weights, strict=True) if self.knows(term)]
+        its weight (1 unless `weights` says otherwise) times its idf."""
+        weights = (1.0,) * len(query_terms) if weights is None else weights
+        known = [(term, weight) for term, weight in zip(query_terms, weights, strict=True) if self.knows(term)]
         idf = self.idf([term for term, _ in known]).tolist()
         totals = np.zeros(len(self.live), dtype=np.float32)
         for (term, query_weight), term_idf in zip(known, idf, strict=True):

@@ -1,82 +1,33 @@
-"""Text encoders: the packaged MiniLM (run by ONNX Runtime or PyTorch) for real use, and a
-hashing fake for fast deterministic tests.
+"""The packaged all-MiniLM-L6-v2, run on the CPU by ONNX Runtime (default, int8) or PyTorch.
 
-All give L2-normalised float32 vectors and count text in their own tokens, which is what the
-chunker sizes chunks by. Two poolings let the index read each word piece once:
-`embed_pooled` (the default encoding) also returns one vector per group of texts, pooled from
-the texts' own passes (a chunk from its title and sentences); `embed_with_spans` returns one
-vector per character span of each text, pooled from that text's pass (late chunking, kept as
-a measured alternative: docs/performance.md). Nothing is loaded at import; the model loads
-on first use.
+Nothing is downloaded and nothing is loaded at import; the model loads on first use.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 import numpy as np
 
+from rag.encoders.base import Embedder, normalise
+from rag.encoders.onnx_export import exported_model
 from rag.errors import ConfigError
-from rag.onnx_export import exported_model
 
 log = logging.getLogger(__name__)
 
 Backend = Literal["onnx-int8", "onnx", "torch"]
 BACKENDS: tuple[Backend, ...] = ("onnx-int8", "onnx", "torch")
 DEFAULT_BACKEND: Backend = "onnx-int8"  # chosen by measurement: docs/performance.md
-Spans = Sequence[tuple[int, int]]
 # Runs the model on padded batches of (input_ids, attention_mask): their last hidden states, in order.
 Runner = Callable[[Sequence[tuple[np.ndarray, np.ndarray]]], Iterator[np.ndarray]]
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """What the index needs from an encoder.
-
-    `name` names the vector space: an index is only searched by an encoder of the same name
-    and `dim` (both are recorded in its manifest). `max_tokens` counts the special tokens.
-    """
-
-    name: str
-    dim: int
-    max_tokens: int
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Return an (n, dim) float32 array of L2-normalised vectors."""
-        ...
-
-    def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Spans]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Each text's vector, and for each text a (len(spans[i]), dim) array: one vector per
-        (start, end) character span of it, from the text's own encoding."""
-        ...
-
-    def embed_pooled(self, texts: Sequence[str], groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Each text's vector, and one vector per group of texts: the mean of the (non-special)
-        token embeddings of the texts in the group, each text encoded once, on its own."""
-        ...
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Number of word pieces in each text, without special tokens and without truncation."""
-        ...
-
-    def embed_tokens(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """For each text, its (non-special) tokens' L2-normalised contextual vectors, (n, dim),
-        and their (start, end) character offsets, (n, 2)."""
-        ...
-
-    def describe(self) -> dict[str, str]:
-        """What the manifest records about how the vectors were made, beside `name`."""
-        ...
 
 
 def default_model_path() -> Path:
@@ -139,14 +90,6 @@ class TransformerEmbedder:
         for i, tokens, _ in self._token_embeddings(texts):
             vectors[i] = tokens.mean(axis=0)  # every token, special ones too: the model's own pooling
         return normalise(vectors)
-
-    def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Spans]) -> tuple[np.ndarray, list[np.ndarray]]:
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        span_vectors: list[np.ndarray] = [np.zeros((0, self.dim), dtype=np.float32)] * len(texts)
-        for i, tokens, encoding in self._token_embeddings(texts):
-            vectors[i] = tokens.mean(axis=0)
-            span_vectors[i] = _pool_spans(tokens, encoding, spans[i])
-        return normalise(vectors), [normalise(rows) for rows in span_vectors]
 
     def embed_pooled(self, texts: Sequence[str], groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -220,29 +163,8 @@ def _padded(encodings: Sequence) -> tuple[np.ndarray, np.ndarray]:  # of tokeniz
     return input_ids, attention
 
 
-def _pool_spans(tokens: np.ndarray, encoding, spans: Spans) -> np.ndarray:  # noqa: ANN001
-    """Mean of the (non-special) tokens overlapping each character span; a span that the
-    truncation cut off entirely gets the whole text's mean instead."""
-    if not spans:
-        return np.zeros((0, tokens.shape[1]), dtype=np.float32)
-    offsets = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-    regular = np.array(encoding.special_tokens_mask, dtype=bool) == 0
-    bounds = np.array(spans, dtype=np.int64)
-    members = ((offsets[None, :, 0] < bounds[:, 1:2]) & (offsets[None, :, 1] > bounds[:, 0:1])
-               & regular[None, :]).astype(np.float32)
-    counts = members.sum(axis=1, keepdims=True)
-    pooled = members @ tokens / np.maximum(counts, 1.0)
-    return np.where(counts > 0, pooled, tokens.mean(axis=0)).astype(np.float32)
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (a zero row stays zero), as contiguous float32."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
-
 
 def _torch_runner(model_path: Path) -> Runner:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
@@ -318,54 +240,6 @@ class _OnnxRunner:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         return onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-
-
-class HashingEmbedder:
-    """A deterministic bag-of-words encoder for tests: texts sharing words get similar vectors.
-
-    Words are lower-cased and hashed into `dim` signed buckets; a token is a word or a
-    punctuation mark. A span's vector is that of its own words. No model, no randomness,
-    microseconds a text.
-    """
-
-    def __init__(self, dim: int = 64, max_tokens: int = 256) -> None:
-        self.name = f"hashing-fake-{dim}"
-        self.dim = dim
-        self.max_tokens = max_tokens
-
-    def describe(self) -> dict[str, str]:
-        return {"backend": "hashing"}
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._hash(texts)
-
-    def _hash(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-                bucket = int.from_bytes(digest[:4], "little") % self.dim
-                vectors[row, bucket] += 1.0 if digest[4] & 1 else -1.0
-        return normalise(vectors)
-
-    def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Spans]) -> tuple[np.ndarray, list[np.ndarray]]:
-        return self._hash(texts), [self._hash([text[start:end] for start, end in text_spans])
-                                   for text, text_spans in zip(texts, spans, strict=True)]
-
-    def embed_pooled(self, texts: Sequence[str], groups: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        return self._hash(texts), self._hash([" ".join(texts[i] for i in group) for group in groups])
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(re.findall(r"\w+|[^\w\s]", text)) for text in texts]
-
-    def embed_tokens(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each word hashed on its own: a token's vector does not depend on its context."""
-        found = []
-        for text in texts:
-            words = list(re.finditer(r"\w+", text))
-            found.append((self._hash([w.group() for w in words]).reshape(-1, self.dim),
-                          np.array([w.span() for w in words], dtype=np.int64).reshape(-1, 2)))
-        return found
 
 
 def _model_name(model_path: Path) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from rag.config import Config
 from rag.errors import ArticleError
 from rag.records import Article
-from rag.sentences import split_sentences
+from rag.text.sentences import split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _PLACE_DATELINE = re.compile(r"\A[A-ZÀ-Ỹ][A-ZÀ-ỸĐ .,'’]*\s+[—–-]\s+
 _TERMINAL = tuple(".!?…\"”’")
 _MAX_HEADLINE_WORDS = 20
 _TITLE_CHARS = 100
-# The heading is matched with every chunk of its article (rag.lexical counts it twice): a
+# The heading is matched with every chunk of its article (rag.storage.lexical counts it twice): a
 # first line or sentence longer than this is cut at a word, so it cannot grow with the file.
 _HEADING_CHARS = 400
 _DANGLING_WORDS = frozenset("a an and as at by for from in of on or the to with".split())

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rag.articles import ARTICLE_SUFFIXES, read_article
+from rag.text.articles import ARTICLE_SUFFIXES, read_article
 from rag.config import Config
 from rag.errors import ArticleError
 from rag.records import Article

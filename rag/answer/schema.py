@@ -92,7 +92,7 @@ class RelatedPassage:
 class Answer:
     """An answer with inline [n] markers, its citations, or an abstention with related reading.
 
-    `signals` are the measures the outcome was decided on (rag.answerability), and
+    `signals` are the measures the outcome was decided on (rag.answer.answerability), and
     `corrections` the typed words read as others ("meting" -> "meet").
     """
 

@@ -1,0 +1,1 @@
+"""Building and incrementally updating an index from article folders (text → encoders → storage)."""
