@@ -1,48 +1,68 @@
 """Offline question answering over news articles, with cited sources.
 
-The public API: build or update an index from article files, open it, search it.
-Nothing heavy happens at import; the embedding model loads on first use.
+The public API: build or update an index from article files, open it, search it, ask it.
+
+>>> from rag import Index, build_index
+>>> report = build_index(["seeds"], "index")        # doctest: +SKIP
+>>> Index.open("index").ask("How many ships has the defence industry built?")  # doctest: +SKIP
+
+Names load on first use (PEP 562), so `import rag` costs nothing heavy: NumPy, FAISS and the
+model come in with the first index opened.
 """
 
-from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage
-from rag.text.articles import LoadReport, load_articles, read_article
-from rag.config import Config
-from rag.encoders.base import Embedder
-from rag.encoders.hashing import HashingEmbedder
-from rag.encoders.minilm import TransformerEmbedder
-from rag.errors import (
-    ArticleError,
-    ConfigError,
-    GeneratorError,
-    IndexBusyError,
-    IndexCorruptError,
-    IndexMismatchError,
-    IndexNotFoundError,
-    IndexWriteError,
-    QueryError,
-    RagError,
-)
-from rag.answer.generators import (
-    Generator,
-    LlamaCppGenerator,
-    LLMSettings,
-    OpenAICompatibleGenerator,
-    generator_from_env,
-)
-from rag.index import ArticleInfo, Index
-from rag.ingest.update import UpdateReport, build_index
-from rag.text.intake import IntakeResult, intake_articles, safe_article_name
-from rag.records import Article, Chunk, Hit
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "Answer": "rag.answer.schema",
+    "AnswerSentence": "rag.answer.schema",
+    "Citation": "rag.answer.schema",
+    "RelatedPassage": "rag.answer.schema",
+    "LoadReport": "rag.text.articles",
+    "load_articles": "rag.text.articles",
+    "read_article": "rag.text.articles",
+    "Config": "rag.config",
+    "Embedder": "rag.encoders.base",
+    "HashingEmbedder": "rag.encoders.hashing",
+    "TransformerEmbedder": "rag.encoders.minilm",
+    "ArticleError": "rag.errors",
+    "ConfigError": "rag.errors",
+    "GeneratorError": "rag.errors",
+    "IndexBusyError": "rag.errors",
+    "IndexCorruptError": "rag.errors",
+    "IndexMismatchError": "rag.errors",
+    "IndexNotFoundError": "rag.errors",
+    "IndexWriteError": "rag.errors",
+    "QueryError": "rag.errors",
+    "RagError": "rag.errors",
+    "Generator": "rag.answer.generators",
+    "LlamaCppGenerator": "rag.answer.generators",
+    "LLMSettings": "rag.answer.generators",
+    "OpenAICompatibleGenerator": "rag.answer.generators",
+    "generator_from_env": "rag.answer.generators",
+    "ArticleInfo": "rag.index",
+    "Index": "rag.index",
+    "IndexStats": "rag.index",
+    "UpdateReport": "rag.ingest.update",
+    "build_index": "rag.ingest.update",
+    "IntakeResult": "rag.text.intake",
+    "intake_articles": "rag.text.intake",
+    "safe_article_name": "rag.text.intake",
+    "Article": "rag.records",
+    "Chunk": "rag.records",
+    "Hit": "rag.records",
+}
 
 __all__ = [
     "Answer",
     "AnswerSentence",
-    "Citation",
-    "RelatedPassage",
     "Article",
     "ArticleError",
     "ArticleInfo",
     "Chunk",
+    "Citation",
     "Config",
     "ConfigError",
     "Embedder",
@@ -55,6 +75,7 @@ __all__ = [
     "IndexCorruptError",
     "IndexMismatchError",
     "IndexNotFoundError",
+    "IndexStats",
     "IndexWriteError",
     "IntakeResult",
     "LLMSettings",
@@ -63,6 +84,7 @@ __all__ = [
     "OpenAICompatibleGenerator",
     "QueryError",
     "RagError",
+    "RelatedPassage",
     "TransformerEmbedder",
     "UpdateReport",
     "build_index",
@@ -72,3 +94,31 @@ __all__ = [
     "read_article",
     "safe_article_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage
+    from rag.text.articles import LoadReport, load_articles, read_article
+    from rag.config import Config
+    from rag.encoders.base import Embedder
+    from rag.encoders.hashing import HashingEmbedder
+    from rag.encoders.minilm import TransformerEmbedder
+    from rag.errors import ArticleError, ConfigError, GeneratorError, IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, IndexWriteError, QueryError, RagError
+    from rag.answer.generators import Generator, LlamaCppGenerator, LLMSettings, OpenAICompatibleGenerator, generator_from_env
+    from rag.index import ArticleInfo, Index, IndexStats
+    from rag.ingest.update import UpdateReport, build_index
+    from rag.text.intake import IntakeResult, intake_articles, safe_article_name
+    from rag.records import Article, Chunk, Hit

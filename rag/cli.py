@@ -78,6 +78,17 @@ def _configure_process() -> None:
     threadpool_limits(1, user_api="blas")
 
 
+def _optional(module: str, extra: str, feature: str) -> Any:
+    """A module that needs an optional extra, or one line saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        raise RagError(f"{feature} needs the package {error.name!r}, which is not installed: "
+                       f"pip install -e '.[{extra}]' (make setup installs it)") from error
+
+
 def _embedder() -> Embedder:
     """The encoder of this command: the one passed in `obj={"embedder": ...}` (tests, or a
     program embedding the CLI), else the packaged model, made once per command."""
@@ -275,7 +286,13 @@ def check(index_dir: Path, as_json: bool) -> None:
 @index_option
 @json_option
 def info(index_dir: Path, as_json: bool) -> None:
-    """Show what the index holds: articles, model, counts, last update."""
+    """Show what the index holds: articles, model, counts, last update.
+
+    \b
+    Examples:
+      rag info
+      rag info --index /tmp/index --json
+    """
     details = Index.open(index_dir, embedder=_embedder()).info()
     if as_json:
         _print_json(details)
@@ -320,7 +337,7 @@ def eval_command(qa_file: Path | None, articles: tuple[Path, ...], beir_dir: Pat
     if (qa_file is None) == (beir_dir is None):
         raise click.UsageError("give exactly one of --qa FILE or --beir DIR")
     if beir_dir is not None:
-        from rag.eval.beir import evaluate_beir
+        evaluate_beir = _optional("rag.eval.beir", "eval", "BEIR scoring").evaluate_beir
 
         results = evaluate_beir(beir_dir, split or "train", cache, _embedder(),
                                 progress=None if as_json else _progress_bar("embedding corpus"))
@@ -382,7 +399,8 @@ def serve(index_dir: Path, seeds: Path, host: str, port: int, insecure: bool) ->
       rag serve --port 8080
       RAG_UI_USER=me RAG_UI_PASSWORD=secret rag serve --host 0.0.0.0
     """
-    from ui.app import login_for, serve as serve_app
+    app = _optional("ui.app", "ui", "the web page")
+    login_for, serve_app = app.login_for, app.serve
 
     login_for(host, insecure, os.environ)  # refuse an open address before the (maybe long) build
     embedder = _embedder()  # one model in memory, for the build and for serving

@@ -66,11 +66,21 @@ def test_each_sentence_gets_its_own_words_vector(tmp_path, seeds_copy):
         assert np.allclose(snapshot.chunk_vectors.vectors_of([chunk_id])[0], expected, atol=1e-6)
 
 
-def test_save_then_load_gives_identical_results(fake_index):
-    first = open_index(fake_index)
-    second = open_index(fake_index)
-    for query in ["defence industry ships", "Hoa Lac meeting", "Resolution 57"]:
-        assert hit_keys(first.search(query, k=10)) == hit_keys(second.search(query, k=10))
+def test_an_update_serves_in_memory_what_a_fresh_load_reads_from_disk(fake_index, seeds_copy):
+    """The served index after an update is the snapshot built in memory; opening the index
+    anew reads what was written. Both must search alike, scores included."""
+    served = open_index(fake_index)
+    (seeds_copy / "005_new.txt").write_text(
+        "Viettel opens a radar plant\n\nViettel opened a radar plant in Hoa Lac on Monday. "
+        "The plant will build coastal radars for the navy.", encoding="utf-8")
+    served.update([seeds_copy])
+    loaded = open_index(fake_index)
+    assert served.version == loaded.version
+    for query in ["defence industry ships", "Hoa Lac meeting", "Resolution 57", "radar plant"]:
+        in_memory, from_disk = served.search(query, k=10), loaded.search(query, k=10)
+        assert hit_keys(in_memory) == hit_keys(from_disk)
+        assert [h.score for h in in_memory] == pytest.approx([h.score for h in from_disk], abs=1e-6)
+    assert "005_new" in {h.chunk.article_id for h in loaded.search("radar plant", k=3)}
 
 
 def brute_force(index: Index, query: str, sentence_weight: float, article_weight: float) -> tuple[list[str], np.ndarray]:

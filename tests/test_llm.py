@@ -326,7 +326,9 @@ def test_the_request_streams_the_numbered_passages_and_the_question(index: Index
     system, user = body["messages"]
     assert system == {"role": "system", "content": SYSTEM_PROMPT}
     assert re.findall(r"^\[(\d+)\] ", user["content"], re.MULTILINE) == ["1", "2", "3"]
-    assert "(15 September 2025)" in user["content"] or "(date unknown)" in user["content"]
+    for hit in index.search(SHIPS, k=3):  # each passage is headed by its title and date, as the prompt says
+        date = hit.chunk.date
+        assert f"{hit.chunk.title} ({f'{date.day} {date:%B %Y}' if date else 'date unknown'})" in user["content"]
     assert user["content"].endswith(f"Question: {SHIPS}")
 
 

@@ -13,6 +13,7 @@ import re
 import socket
 from pathlib import Path
 
+import faiss
 import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
@@ -390,19 +391,25 @@ def test_adding_nothing_new_does_not_rebuild(workspace: Workspace, tmp_path: Pat
 
 def test_a_failed_rebuild_says_why_and_keeps_the_previous_index(workspace: Workspace, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(*args, **kwargs):
-        raise RagError("another process is updating the index")
+    """The update runs for real and fails where a full disk would make it fail: writing vectors."""
+    def full_disk(index, path):
+        raise OSError(28, "No space left on device", str(path))
 
     before = workspace.version()
-    monkeypatch.setattr(workspace.index, "update", fail)
+    answered_before = workspace.index.search("Lotus Orchestra", k=3)
+    monkeypatch.setattr(faiss, "write_index", full_disk)
 
     outcome = workspace.add_files([write(tmp_path / "upload", "hall.txt", NEW_ARTICLE)])
 
     assert outcome.intake[0].added
     assert outcome.message.startswith("Rebuild failed at ")
-    assert outcome.message.endswith(": another process is updating the index. Questions are still answered "
-                                    "from the previous index; press Rebuild to try again.")
+    assert "No space left on device" in outcome.message
+    assert outcome.message.endswith("Questions are still answered from the previous index; press Rebuild to try again.")
+    monkeypatch.undo()
     assert workspace.version() == before
+    assert Index.open(workspace.index.path, embedder=workspace.index.embedder).version == before  # on disk too
+    assert workspace.index.search("Lotus Orchestra", k=3) == answered_before
+    assert "hall" not in {article.id for article in workspace.index.articles()}
 
 
 def test_rebuild_picks_up_files_dropped_into_the_folder(workspace: Workspace) -> None:

@@ -23,7 +23,10 @@ from rag import RagError
 from ui.workspace import Workspace
 
 ASK_CONCURRENCY = 4
-"""Questions answered at once, across the page and the API."""
+"""Questions answered at once, across the page and the API. More than the 2 cores: a question
+spends much of its time outside the encoder (ranking, composing, rendering, the network), so
+a few in flight keep both cores busy, while a queue beyond that keeps each answer's latency
+near a lone one's instead of slicing the cores ever thinner."""
 
 
 def register_api(workspace: Workspace) -> None:

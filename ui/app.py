@@ -9,6 +9,7 @@ import asyncio
 import gc
 import hmac
 import ipaddress
+import json
 import logging
 import os
 import time
@@ -33,13 +34,9 @@ STYLE = Path(__file__).with_name("style.css")
 POLL_SECONDS = 5.0
 """How often an open page checks whether another session or client rebuilt the index."""
 
-EXAMPLES: tuple[tuple[str, str], ...] = (
-    ("003_62729c1e8f798b4f", "Which officials attended the March 15 meeting at Hoa Lac?"),
-    ("004_0ad313e58527b596", "What title did To Lam present to the General Department of Defence Industry?"),
-    ("000_74a00811c9a9f887", "Which kinds of sovereignty must be firmly safeguarded?"),
-    ("002_2158886989b67df7", "Which resolution is about developing the defence industry until 2030?"),
-)
-"""Example questions about the seed articles, each shown only when the index holds its article."""
+EXAMPLES_FILE = Path(__file__).with_name("examples.json")
+"""Example questions by the id of the article that answers them (the seeds'), each shown only
+when the index holds its article: data beside the page, not code."""
 
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
@@ -108,7 +105,8 @@ class Handlers:
 
     def examples(self) -> list[str]:
         held = {article.id for article in self.workspace.index.articles()}
-        return [question for article_id, question in EXAMPLES if article_id in held]
+        examples = json.loads(EXAMPLES_FILE.read_text(encoding="utf-8"))
+        return [question for article_id, question in examples.items() if article_id in held]
 
     def index_html(self) -> str:
         return render_index(self.workspace.index.info(), self.workspace.index.articles())

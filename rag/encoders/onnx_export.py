@@ -128,8 +128,6 @@ def _quantise(source: Path, destination: Path, model_path: Path) -> None:
 
     config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
     fused = destination.with_name(destination.name + ".fused")
-    root = logging.getLogger()
-    previous, root.disabled = root.disabled, True  # both advise through the root logger
     try:
         optimize_model(str(source), model_type="bert", num_heads=config["num_attention_heads"],
                        hidden_size=config["hidden_size"], opt_level=1).save_model_to_file(str(fused))
@@ -137,5 +135,4 @@ def _quantise(source: Path, destination: Path, model_path: Path) -> None:
                          op_types_to_quantize=["MatMul", "Attention"],  # not the embedding table
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fused nodes' outputs
     finally:
-        root.disabled = previous
         fused.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ numbers and codes kept whole ("57-NQ/TW", "2021–2025", "140") as well as split
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from functools import lru_cache
 
@@ -46,7 +47,7 @@ _SPELLING_WORDS = {"programme": "program", "programmes": "programs", "catalogue"
                    "dialogue": "dialog", "analogue": "analog", "grey": "gray", "tyre": "tire",
                    "tyres": "tires", "cheque": "check", "cheques": "checks", "plough": "plow"}
 _NOT_BRITISH = frozenset("hour hours four your yours pour tour tours sour flour dour".split())
-_STEMMER = Stemmer.Stemmer("english")
+_STEMMERS = threading.local()  # PyStemmer's stemmers must not be shared between threads
 
 
 _NON_ASCII = re.compile(r"([^\x00-\x7f]+)")
@@ -99,4 +100,7 @@ def normalize_word(word: str) -> str:
         word = _SPELLING_WORDS.get(word, word)
         for pattern, replacement in _SPELLING_RULES:
             word = pattern.sub(replacement, word)
-    return _STEMMER.stemWord(word)
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = Stemmer.Stemmer("english")
+    return stemmer.stemWord(word)
