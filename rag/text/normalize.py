@@ -67,7 +67,8 @@ def fold(text: str) -> str:
 
 @lru_cache(maxsize=65_536)
 def _fold_non_ascii(run: str) -> str:
-    run = unicodedata.normalize("NFKD", run.translate(_PLAIN).casefold())
+    # casefold again after NFKD: compatibility forms ("㎒") decompose to capitals, "ǣ" to "æ"
+    run = unicodedata.normalize("NFKD", run.casefold()).casefold().translate(_PLAIN)
     return "".join(char for char in run if not unicodedata.combining(char))
 
 
