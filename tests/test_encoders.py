@@ -45,7 +45,11 @@ def test_pooled_chunk_vectors_are_the_mean_of_their_sentences_tokens():
     texts = ["Defence industry", "It built ships.", "It repaired vessels."]
     vectors, pooled = embedder.embed_pooled(texts, [[0, 1], [0, 1, 2]])
     assert np.allclose(vectors, embedder.embed(texts), atol=1e-6)
-    regular_tokens = {i: tokens[1:-1] for i, tokens, _ in embedder._token_embeddings(texts)}  # without [CLS], [SEP]
+    from sentence_transformers import SentenceTransformer  # the reference: the model as sentence-transformers runs it
+
+    reference = SentenceTransformer(str(embedder.model_path), device="cpu")
+    regular_tokens = {i: tokens.numpy()[1:-1]  # without [CLS] and [SEP]
+                      for i, tokens in enumerate(reference.encode(texts, output_value="token_embeddings"))}
     for group, vector in zip([[0, 1], [0, 1, 2]], pooled, strict=True):
         mean = np.concatenate([regular_tokens[i] for i in group]).mean(axis=0)
         assert np.allclose(vector, mean / np.linalg.norm(mean), atol=1e-5)

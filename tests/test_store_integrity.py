@@ -15,7 +15,7 @@ import pytest
 
 from rag import HashingEmbedder, Index, IndexBusyError, IndexCorruptError, IndexWriteError, build_index
 from rag.storage.chunk_table import ChunkRecords
-from rag.ingest.update import _write_lock
+from rag.ingest.update import write_lock
 from rag.storage.layout import FORMAT_VERSION, LOCK_FILE, LOCK_HOLDER_FILE, current_snapshot_dir
 from rag.storage.snapshot import load_snapshot, verify_index
 from rag.storage.vectors import VectorIndex
@@ -335,7 +335,7 @@ def test_a_waiting_writer_says_whose_update_it_waits_for(fake_index, seeds_copy,
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with _write_lock(fake_index, 5):
+        with write_lock(fake_index, 5):
             held.set()
             release.wait(10)
 

@@ -101,7 +101,7 @@ def update_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX
     embedder = embedder or default_embedder()
     config = config or Config()
     _make_index_dir(path)
-    with _write_lock(path, lock_timeout):
+    with write_lock(path, lock_timeout):
         roots = [Path(source).resolve() for source in sources]
         previous = None if rebuild else _current_or_none(path, embedder, config, served)
         return _update_locked(load_articles(roots, config, follow_links), roots, path, embedder, config, previous, progress,
@@ -116,7 +116,7 @@ def index_articles(articles: Sequence[Article], path: str | Path, embedder: Embe
     path = Path(path)
     config = config or Config()
     _make_index_dir(path)
-    with _write_lock(path, lock_timeout):
+    with write_lock(path, lock_timeout):
         return _update_locked(LoadReport(articles=list(articles)), [], path, embedder, config,
                               _current_or_none(path, embedder, config), progress, remove=frozenset(remove))[0]
 
@@ -130,7 +130,7 @@ def _make_index_dir(path: Path) -> None:
 
 
 @contextmanager
-def _write_lock(path: Path, timeout: float) -> Iterator[None]:
+def write_lock(path: Path, timeout: float) -> Iterator[None]:
     """Hold the index's write lock, its holder's pid beside it; a writer that died left only
     staging folders to clear. A wait for another writer is logged when it starts: an update
     that seems stuck for a minute says why."""
