@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "Answer": "rag.answer.schema",
     "AnswerSentence": "rag.answer.schema",
     "Citation": "rag.answer.schema",
+    "Draft": "rag.answer.schema",
     "RelatedPassage": "rag.answer.schema",
     "LoadReport": "rag.text.articles",
     "load_articles": "rag.text.articles",
@@ -63,6 +64,7 @@ __all__ = [
     "ArticleInfo",
     "Chunk",
     "Citation",
+    "Draft",
     "Config",
     "ConfigError",
     "Embedder",
@@ -110,7 +112,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see
-    from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage
+    from rag.answer.schema import Answer, AnswerSentence, Citation, Draft, RelatedPassage
     from rag.text.articles import LoadReport, load_articles, read_article
     from rag.config import Config
     from rag.encoders.base import Embedder

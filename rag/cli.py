@@ -228,6 +228,8 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
     streamed: list[str] = []
 
     def show(token: str) -> None:
+        if not streamed:  # what streams is the model's draft, checked only once it is complete
+            _echo("--- draft, being checked against the articles ---")
         streamed.append(token)
         _echo(token, nl=False)
 
@@ -237,7 +239,7 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
         _print_json(answer.to_json())
         return
     if streamed:
-        _echo(f"\n\n--- {'verified answer' if answer.mode == 'llm' else 'answer'} ---")
+        _echo(f"\n\n--- {'verified answer' if answer.mode == 'llm' else 'answer (the draft could not be verified)'} ---")
     _print_corrections(answer.corrections)
     # An extractive note (a hedge, a language) says how to read the answer: it comes first; an
     # LLM note is about the flagged sentences listed after the answer: it follows them.
@@ -444,11 +446,12 @@ def _print_corrections(corrections: dict[str, tuple[str, ...]]) -> None:
 
 
 def _print_unsupported(answer: Answer) -> None:
-    unsupported = [sentence for sentence in answer.sentences if not sentence.supported]
-    if unsupported:
-        _echo("\nNot supported by the passages they cite (left out of the answer):")
-        for sentence in unsupported:
-            _echo(f"- {sentence.text} {''.join(f'[{n}]' for n in sentence.citations)}".rstrip())
+    """The draft's sentences the check rejected, each with why: shown apart, never as the answer."""
+    rejected = [sentence for sentence in answer.draft.sentences if not sentence.supported] if answer.draft else []
+    if rejected:
+        _echo("\nNot found in the articles (left out of the answer):")
+        for sentence in rejected:
+            _echo(f"- {sentence.text} ({sentence.reason})" if sentence.reason else f"- {sentence.text}")
 
 
 def _print_report(report: UpdateReport, as_json: bool) -> None:

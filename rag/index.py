@@ -38,7 +38,7 @@ from rag.search.retrieval import RETRIEVERS, Retriever, rank_chunks
 from rag.storage.layout import current_snapshot_dir
 from rag.storage.snapshot import Snapshot, check_compatible, load_snapshot
 from rag.text.normalize import terms
-from rag.answer.verification import compose_llm
+from rag.answer.generated import compose_llm
 
 log = logging.getLogger(__name__)
 _MAX_K = 1000

@@ -33,12 +33,15 @@ from rag import (
     LLMSettings,
     OpenAICompatibleGenerator,
     QueryError,
+    build_index,
     generator_from_env,
 )
 from rag.answer.extractive import NOT_ANSWERED
-from rag.answer.verification import SYSTEM_PROMPT, Claim, check_claims, facts, parse_claims
+from rag.answer.prompt import SYSTEM_PROMPT, Claim, parse_claims
+from rag.answer.verification import VerifierSettings, check_claims, facts
+from rag.eval.claims import ClaimChecker, load_claims, unsupported_scores
 
-from conftest import coverage_answerability, invoke_cli
+from conftest import DATA, SEEDS, coverage_answerability, invoke_cli
 
 SHIPS = "How many ships has the General Department of Defence Industry built?"
 BUDGET = "What is Vietnam's defence budget for 2026?"
@@ -164,8 +167,9 @@ def test_a_correct_answer_is_kept_with_quotes_that_slice_out_of_the_file(index: 
     ("It has repaired over 380 military vessels [{!380 military vessels}].", "cites a passage without the fact"),
     ("It has built nearly 150 ships [{nearly 140 ships}].", "invents a number"),
     ("Lt. Gen. Nguyen Van Minh built nearly 140 ships [{nearly 140 ships}].", "invents a name"),
-    ("It has built nearly 140 ships.", "cites nothing"),
-    ("It has built nearly 140 ships [9].", "cites a passage that was not given"),
+    ("It has built nearly 380 ships [{nearly 140 ships}].", "counts the repaired vessels as ships built"),
+    ("It has produced 140 types of ships [{nearly 140 ships}].", "counts types of weaponry as types of ships"),
+    ("It has built nearly 150 ships.", "cites nothing and matches no passage"),
 ])
 def test_a_flawed_sentence_is_flagged_and_left_out_of_the_text(index: Index, endpoint: FakeEndpoint,
                                                                flawed: str, why: str) -> None:
@@ -174,9 +178,33 @@ def test_a_flawed_sentence_is_flagged_and_left_out_of_the_text(index: Index, end
     assert answer.mode == "llm" and not answer.abstained, why
     assert [s.supported for s in answer.sentences] == [True, False], why
     assert answer.answer == "It has built nearly 140 ships and repaired over 380 military vessels. [1]"
-    assert answer.notice == ("1 of 2 sentences of the model's answer are not backed by the passages they cite: "
-                             "they are flagged and left out of the answer text.")
+    assert answer.notice == (f"1 of 2 sentences of fake at {endpoint.url}'s answer were not found in the articles: "
+                             "they are shown apart and left out of the answer text.")
     assert all(n in {c.n for c in answer.citations} for s in answer.sentences for n in s.citations)
+    assert answer.draft is not None and answer.draft.status == "partly_verified"
+    [rejected] = [s for s in answer.draft.sentences if not s.supported]
+    assert rejected.reason, why
+
+
+@pytest.mark.parametrize("marker", ["", " [9]"])
+def test_a_correct_sentence_without_a_usable_marker_is_attributed_and_cited(index: Index, endpoint: FakeEndpoint,
+                                                                            marker: str) -> None:
+    """Small models rarely write [n]: the sentence is matched to the passage that backs it."""
+    answer = ask_llm(index, endpoint, SHIPS, f"It has built nearly 140 ships and repaired over 380 military vessels.{marker}")
+
+    assert answer.mode == "llm" and answer.answer == "It has built nearly 140 ships and repaired over 380 military vessels. [1]"
+    assert answer.citations[0].quote.startswith("In recent years, it has produced over 140 types of weaponry")
+    assert answer.sentences[0].attributed and answer.draft.status == "verified"
+    assert answer.notice.endswith("did not cite its sources; each sentence was matched to the passage that backs it.")
+
+
+def test_an_invented_draft_without_markers_gives_no_llm_answer(index: Index, endpoint: FakeEndpoint) -> None:
+    answer = ask_llm(index, endpoint, SHIPS, "The department has built 2,000 submarines since 1990. "
+                                             "It sells them to Brazil.")
+
+    assert answer.mode == "extractive" and answer.answer == index.ask(SHIPS).answer
+    assert "cited no passage, and none of its sentences matches one" in answer.notice
+    assert answer.draft.status == "unverified" and not any(s.supported for s in answer.draft.sentences)
 
 
 def test_the_wrong_passage_stays_cited_on_the_flagged_sentence(index: Index, endpoint: FakeEndpoint) -> None:
@@ -192,7 +220,9 @@ def test_an_invented_number_alone_falls_back_to_the_extractive_answer(index: Ind
 
     assert answer.mode == "extractive" and not answer.abstained
     assert answer.notice == ("The answer of fake at " + endpoint.url + " could not be verified: none of its "
-                             "sentences is backed by a passage it cites. This is the extractive answer.")
+                             "sentences is backed by the passage it cites. This is the extractive answer.")
+    assert answer.draft.text == "It has built nearly 150 ships [1]." and answer.draft.status == "unverified"
+    assert "does not hold 150" in answer.draft.sentences[0].reason
     assert answer.answer == index.ask(SHIPS).answer
 
 
@@ -354,7 +384,7 @@ def test_replies_split_into_claims_with_their_markers() -> None:
 
 def test_facts_are_numbers_and_names_as_matching_terms() -> None:
     assert facts("On September 15, To Lam presented 1,250 medals to two units worth 8 billion VND in 2021-2025.") == {
-        "septemb", "15", "lam", "1250", "2", "8", "billion", "vnd", "2021", "2025"}
+        "15", "lam", "1250", "2", "8", "billion", "vnd", "2021", "2025"}  # a month is not a name
 
 
 def test_a_sentence_combining_two_passages_needs_both_cited(index: Index) -> None:
@@ -522,11 +552,12 @@ def test_cli_streams_the_reply_then_prints_the_verified_answer(cli_index: str, e
 
     assert result.exit_code == 0, result.output
     streamed, verified = result.output.split("\n\n--- verified answer ---\n")
-    assert re.fullmatch(r"It has built nearly 140 ships and repaired over 380 military vessels \[\d\]\. "
+    assert re.fullmatch(r"--- draft, being checked against the articles ---\n"
+                        r"It has built nearly 140 ships and repaired over 380 military vessels \[\d\]\. "
                         r"It has built nearly 150 ships \[\d\]\.", streamed)
     assert verified.startswith("It has built nearly 140 ships and repaired over 380 military vessels. [1]\n\n"
-                               "Not supported by the passages they cite (left out of the answer):\n"
-                               "- It has built nearly 150 ships. [1]\n\nnote: 1 of 2 sentences")
+                               "Not found in the articles (left out of the answer):\n"
+                               "- It has built nearly 150 ships. (the passage does not hold 150)\n\nnote: 1 of 2 sentences")
     assert "\nSources:\n[1] " in verified
 
 
@@ -540,6 +571,7 @@ def test_cli_json_prints_only_the_final_record(cli_index: str, endpoint: FakeEnd
     assert result.exit_code == 0, result.output
     record = json.loads(result.output)
     assert (record["mode"], record["abstained"], record["sentences"][0]["supported"]) == ("llm", False, True)
+    assert record["draft"]["text"].startswith("It has built nearly 140 ships") and record["draft"]["status"] == "verified"
     assert {"question", "answer", "abstained", "mode", "citations", "related", "timings"} <= set(record)
 
 
@@ -568,50 +600,15 @@ def test_cli_refuses_llm_options_that_cannot_work(cli_index: str, args: list[str
 
 # --- the calibration of the support check, with the real model ---------------------------------
 
-CALIBRATION = [  # (snippet of the cited passage, claim, whether the verifier keeps it)
-    ("nearly 140 ships", "The General Department has built nearly 140 ships.", True),
-    ("nearly 140 ships", "It has built almost 140 ships and repaired more than 380 military vessels.", True),
-    ("nearly 140 ships", "The general department has constructed close to 140 vessels.", False),  # paraphrase
-    ("nearly 140 ships", "It has manufactured more than 140 kinds of weapons.", False),  # paraphrase
-    ("nearly 140 ships", "It has sold 140 ships abroad.", False),
-    ("nearly 140 ships", "The department destroyed 140 ships.", False),
-    ("nearly 140 ships", "It has never built any ships.", False),
-    ("Hero of the People", "To Lam awarded the department the Hero of the People's Armed Forces title.", True),
-    ("Hero of the People", "Lam gave the General Department the title Hero of the People's Armed Forces.", True),
-    ("Hero of the People", "The department was honoured as Hero of the People's Armed Forces for its "
-                           "achievements in high-tech defence equipment.", True),
-    ("Hero of the People", "The title was Hero of the People's Armed Forces.", True),
-    ("Hero of the People", "Lam stripped the General Department of its title.", False),
-    ("Hero of the People", "Lam refused to present any title to the department.", False),
-    ("Also attending were", "General Phan Van Giang, the Minister of National Defense, also attended the meeting.",
-     True),
-    ("Also attending were", "Deputy Prime Minister Bui Thanh Son attended as well.", True),
-    ("Also attending were", "General Phan Van Giang chaired the meeting.", False),
-    ("Also attending were", "Bui Thanh Son was absent from the meeting.", False),
-    ("Hoa Lac High-Tech Park", "Pham Minh Chinh chaired the meeting at Hoa Lac High-Tech Park on March 15.", True),
-    ("Hoa Lac High-Tech Park", "The meeting took place at Hoa Lac High-Tech Park.", False),  # short vs long quote
-    ("Hoa Lac High-Tech Park", "The meeting was cancelled because of bad weather.", False),
-    ("chaired a working session with the Ministry of National Defence on the development",
-     "On March 12, the Prime Minister chaired a working session on defence industry development.", True),
-    ("chaired a working session with the Ministry of National Defence on the development",
-     "He stressed self-reliance and strategic autonomy.", True),
-    ("chaired a working session with the Ministry of National Defence on the development",
-     "He criticised the ministry for its lack of progress.", False),
-    ("bicycle parts", "It made civilian goods like bicycle parts and oil stoves.", True),
-    ("bicycle parts", "It exported bicycles and stoves to Europe.", False),
-]
-
-
 @pytest.mark.model
-def test_the_support_check_on_the_calibration_claims(real_index: Path, real_embedder: Any) -> None:
-    index = Index.open(real_index, embedder=real_embedder)
-    chunks = [hit.chunk for question in ("ships built", "Hero title", "Hoa Lac meeting attended", "bicycle parts",
-                                         "Prime Minister working session March 12 defence industry")
-              for hit in index.search(question, k=10)]
+def test_the_check_on_the_held_out_claims(tmp_path: Path, real_embedder: Any) -> None:
+    """The labelled claims of the held-out split (never tuned on), checked without markers
+    against retrieved passages: flags at the measured level (scripts/eval_claims.py,
+    bench/results/claims.log: precision 0.923, recall 0.774)."""
+    build_index([SEEDS, DATA / "eval_articles"], tmp_path / "index", embedder=real_embedder)
+    index = Index.open(tmp_path / "index", embedder=real_embedder)
+    claims = load_claims(DATA / "claims.jsonl", "heldout")
 
-    kept = []
-    for snippet, claim, _ in CALIBRATION:
-        passage = next(chunk for chunk in chunks if snippet in chunk.text)
-        [checked] = check_claims("", [Claim(claim, (1,))], [passage], index.embedder.embed)
-        kept.append(checked.supported)
-    assert kept == [expected for _, _, expected in CALIBRATION]
+    figures = unsupported_scores(claims, ClaimChecker(index).check(claims, VerifierSettings()))
+
+    assert figures["precision"] >= 0.9 and figures["recall"] >= 0.75, figures

@@ -24,6 +24,7 @@ from rag import (
     ArticleError,
     Citation,
     Config,
+    Draft,
     Index,
     QueryError,
     RagError,
@@ -250,17 +251,33 @@ def test_unknown_date_and_unsupported_sentences_are_shown_as_such() -> None:
     answer = Answer(
         question="When?", answer=f"{quote} [1] It was built in 1990. [1]", outcome="answered", mode="llm",
         sentences=(AnswerSentence(quote, (1,)),
-                   AnswerSentence("It was built in 1990.", (1,), supported=False)),
+                   AnswerSentence("It was built in 1990.", (1,), supported=False,
+                                  reason="the passage does not hold 1990")),
         citations=(citation(1, quote, date=None),), notice="1 sentence was not supported by its source.",
     )
 
     page = render_turn(answer, turn=1)
 
     assert "date unknown" in page
-    assert re.search(r"<span class='sentence unsupported'[^>]*>It was built in 1990\. <a class='marker'[^>]*>"
-                     r"\[1\]</a> <span class='flag'>not supported by the sources</span>", page)
+    assert re.search(r"<span class='sentence unsupported' title='the passage does not hold 1990'>It was built in "
+                     r"1990\. <a class='marker'[^>]*>\[1\]</a> <span class='flag'>not found in the articles</span>", page)
     assert page.count("unsupported") == 1
     assert "<p class='notice'>1 sentence was not supported by its source.</p>" in page
+
+
+def test_a_draft_that_was_not_used_is_shown_folded_with_why() -> None:
+    extractive = Answer(question="When?", answer="The hall opens on June 1. [1]", outcome="answered",
+                        mode="extractive", sentences=(AnswerSentence("The hall opens on June 1.", (1,)),),
+                        citations=(citation(1, "The hall opens on June 1.", date=None),),
+                        draft=Draft(model="tiny", text="It opened in 1990.", status="unverified",
+                                    sentences=(AnswerSentence("It opened in 1990.", (), supported=False,
+                                                              reason="the passage does not hold 1990"),)))
+
+    page = render_turn(extractive, turn=1)
+
+    assert "<details class='draft'><summary>The draft of tiny, not used</summary>" in page
+    assert "It opened in 1990. <span class='flag'>the passage does not hold 1990</span>" in page
+    assert page.index("The hall opens on June 1.") < page.index("The draft of tiny")
 
 
 def test_abstention_lists_related_passages_as_related_not_as_sources() -> None:

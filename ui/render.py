@@ -43,6 +43,7 @@ def render_turn(answer: Answer, turn: int) -> str:
     else:
         parts.append(f"<div class='answer {answer.outcome}'>{_answer_text(answer, turn)}</div>")
         parts.append(_sources(answer.citations, turn))
+    parts.append(_rejected_draft(answer))
     parts.append(f"<p class='meta'>{_meta(answer)}</p></article>")
     return "".join(parts)
 
@@ -56,8 +57,21 @@ def _sentence(sentence: AnswerSentence, turn: int) -> str:
     text = _escape(sentence.text) + "".join(" " + _marker(turn, n) for n in sentence.citations)
     if sentence.supported:
         return f"<span class='sentence'>{text}</span>"
-    return (f"<span class='sentence unsupported' title='The cited passage does not support this "
-            f"sentence'>{text} <span class='flag'>not supported by the sources</span></span>")
+    why = _escape(sentence.reason or "no passage supports it")
+    return (f"<span class='sentence unsupported' title='{why}'>{text} "
+            f"<span class='flag'>not found in the articles</span></span>")
+
+
+def _rejected_draft(answer: Answer) -> str:
+    """An LLM draft that was not used (unverified or failed), shown folded and greyed: the
+    reader may see what the model said, never as the answer."""
+    draft = answer.draft
+    if draft is None or draft.status not in ("unverified", "failed") or not draft.text.strip():
+        return ""
+    sentences = "".join(f"<li class='sentence unsupported'>{_escape(s.text)} <span class='flag'>"
+                        f"{_escape(s.reason or 'not found in the articles')}</span></li>" for s in draft.sentences)
+    body = f"<ul>{sentences}</ul>" if sentences else f"<p class='sentence unsupported'>{_escape(draft.text)}</p>"
+    return f"<details class='draft'><summary>The draft of {_escape(draft.model)}, not used</summary>{body}</details>"
 
 
 def _marker(turn: int, n: int) -> str:

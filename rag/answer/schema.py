@@ -52,14 +52,39 @@ class Citation:
 
 @dataclass(frozen=True)
 class AnswerSentence:
-    """A sentence of the answer, the citation numbers backing it, and whether they do."""
+    """A sentence of the answer, the citation numbers backing it, and whether they do. For a
+    sentence of an LLM's draft: why it is not supported, and whether it cited nothing and was
+    matched to the passage it fits best (`attributed`)."""
 
     text: str
     citations: tuple[int, ...]
     supported: bool = True
+    reason: str = ""
+    attributed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "citations": list(self.citations), "supported": self.supported}
+        return {"text": self.text, "citations": list(self.citations), "supported": self.supported,
+                "reason": self.reason, "attributed": self.attributed}
+
+
+DraftStatus = Literal["verified", "partly_verified", "unverified", "refused", "failed"]
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What an LLM wrote and what the check made of it, kept whatever the answer became:
+    `sentences` holds each of its sentences with its verdict (citation numbers refer to the
+    answer's citations when the draft's supported sentences are the answer)."""
+
+    model: str
+    text: str
+    status: DraftStatus
+    sentences: tuple[AnswerSentence, ...] = ()
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "text": self.text, "status": self.status, "error": self.error,
+                "sentences": [sentence.to_json() for sentence in self.sentences]}
 
 
 @dataclass(frozen=True)
@@ -107,6 +132,7 @@ class Answer:
     notice: str | None = None
     signals: dict[str, float] = field(default_factory=dict)
     corrections: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    draft: Draft | None = None
 
     @property
     def abstained(self) -> bool:
@@ -127,4 +153,5 @@ class Answer:
             "notice": self.notice,
             "signals": {name: round(value, 4) for name, value in self.signals.items()},
             "corrections": {typed: list(read_as) for typed, read_as in self.corrections.items()},
+            "draft": self.draft.to_json() if self.draft else None,
         }
