@@ -204,11 +204,13 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
 @click.option("--llm-model", help="Model name the endpoint serves, e.g. llama3.2 [default: $RAG_LLM_MODEL]")
 @click.option("--llm-gguf", type=click.Path(dir_okay=False, path_type=Path),
               help="Local GGUF model file run in-process; needs pip install 'rag[llm]' [default: $RAG_LLM_GGUF]")
+@click.option("--llm-threads", type=click.IntRange(1, 256),
+              help="Threads for the local GGUF model [default: $RAG_LLM_THREADS, else llama.cpp's choice]")
 @filter_options
 @index_option
 @json_option
 def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm_model: str | None, llm_gguf: Path | None,
-        since: Any, until: Any, articles: tuple[str, ...], include_undated: bool, index_dir: Path,
+        llm_threads: int | None, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool, index_dir: Path,
         as_json: bool) -> None:
     """Answer from the articles: verbatim sentences, each cited, or a plain "not in the articles".
 
@@ -223,7 +225,7 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
       rag ask "How many ships has the defence industry built?" --mode llm \\
           --llm-url http://127.0.0.1:11434/v1 --llm-model llama3.2
     """
-    generator = _llm_generator(mode, llm_url, llm_model, llm_gguf)
+    generator = _llm_generator(mode, llm_url, llm_model, llm_gguf, llm_threads)
     index = Index.open(index_dir, embedder=_embedder())
     streamed: list[str] = []
 
@@ -414,9 +416,11 @@ def serve(index_dir: Path, seeds: Path, host: str, port: int, insecure: bool) ->
     serve_app(Index.open(index_dir, embedder=embedder), seeds_dir=seeds, host=host, port=port, insecure=insecure)
 
 
-def _llm_generator(mode: str, url: str | None, model: str | None, gguf: Path | None) -> Generator | None:
+def _llm_generator(mode: str, url: str | None, model: str | None, gguf: Path | None,
+                   threads: int | None) -> Generator | None:
     """The generator for --mode llm: the --llm-* flags over the RAG_LLM_* environment variables."""
-    given = [flag for flag, value in (("--llm-url", url), ("--llm-model", model), ("--llm-gguf", gguf)) if value]
+    given = [flag for flag, value in (("--llm-url", url), ("--llm-model", model), ("--llm-gguf", gguf),
+                                      ("--llm-threads", threads)) if value]
     if mode != "llm":
         if given:
             raise click.UsageError(f"{given[0]} is for --mode llm")
@@ -430,6 +434,8 @@ def _llm_generator(mode: str, url: str | None, model: str | None, gguf: Path | N
         settings = replace(settings, gguf=gguf, url=None)
     if model:
         settings = replace(settings, model=model)
+    if threads:
+        settings = replace(settings, threads=threads)
     generator = settings.generator()
     if generator is None:
         raise GeneratorError("--mode llm needs a model: give --llm-url and --llm-model (an OpenAI-compatible "

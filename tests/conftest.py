@@ -89,8 +89,8 @@ def real_index(tmp_path_factory: pytest.TempPathFactory, real_embedder: Embedder
     return path
 
 
-def invoke_cli(args: Sequence[str], **options: object) -> Result:
-    """Run the `rag` command in-process on the hashing fake, passed as the CLI's encoder."""
+def invoke_cli(args: Sequence[str], embedder: Embedder | None = None, **options: object) -> Result:
+    """Run the `rag` command in-process with `embedder` (the hashing fake by default) as its encoder."""
     from rag.cli import main
 
-    return CliRunner().invoke(main, list(args), obj={"embedder": HashingEmbedder()}, **options)
+    return CliRunner().invoke(main, list(args), obj={"embedder": embedder or HashingEmbedder()}, **options)

@@ -37,6 +37,7 @@ from rag import (
     generator_from_env,
 )
 from rag.answer.extractive import NOT_ANSWERED
+from rag.answer.generators import without_repetition
 from rag.answer.prompt import SYSTEM_PROMPT, Claim, parse_claims
 from rag.answer.verification import VerifierSettings, check_claims, facts
 from rag.eval.claims import ClaimChecker, load_claims, unsupported_scores
@@ -332,14 +333,25 @@ def test_malformed_streams_raise_a_one_line_error(endpoint: FakeEndpoint, events
 
 
 def test_tokens_stream_to_the_callback_as_they_arrive(index: Index, endpoint: FakeEndpoint) -> None:
-    endpoint.reply = CORRECT
+    """Word by word, but for the newest 12 words, held back until they are known not to repeat."""
+    reply = f"{CORRECT} Director Ho Quang Tuan leads the general department, which also makes civilian goods."
+    endpoint.reply = reply
     pieces: list[str] = []
 
     index.ask(SHIPS, mode="llm", generator=OpenAICompatibleGenerator(endpoint.url, "fake"), on_token=pieces.append)
 
-    assert pieces[:6] == ["It ", "has ", "built ", "nearly ", "140 ", "ships "]  # one event each
-    assert re.fullmatch(r"It has built nearly 140 ships and repaired over 380 military vessels \[\d\]\.",
+    words = len(re.findall(r"\S+", "".join(pieces)))
+    assert pieces[:5] == ["It ", "has ", "built ", "nearly ", "140 "]  # one event each, once 12 more arrived
+    assert len(pieces) == words - 13 + 1  # the newest 12 whole words and the one still growing come out at the end
+    assert re.fullmatch(r"It has built nearly 140 ships and repaired over 380 military vessels \[\d\]\. Director .*goods\.",
                         "".join(pieces))
+
+
+def test_a_reply_that_loops_ends_before_the_repetition() -> None:
+    looping = "The plant builds drones for the navy and the army every year. " * 5
+    pieces = [word + " " for word in looping.split()]
+
+    assert "".join(without_repetition(pieces)) == "The plant builds drones for the navy and the army every year."
 
 
 def test_the_request_streams_the_numbered_passages_and_the_question(index: Index, endpoint: FakeEndpoint) -> None:
@@ -503,11 +515,14 @@ def fake_xllamacpp(chunks: list[Any]) -> types.ModuleType:
         def __init__(self, params: CommonParams) -> None:
             self.params = params
 
-        def handle_chat_completions(self, request: dict[str, Any], callback: Any) -> None:
+        def handle_chat_completions(self, request: dict[str, Any], callback: Any = None) -> Any:
+            if callback is None:  # the warm-up: a whole completion
+                return {"choices": [{"message": {"content": "hi"}}]}
             Server.requests.append(request)
             for chunk in chunks:
                 if callback(chunk):
-                    return
+                    return None
+            return None
 
     module.CommonParams = CommonParams  # type: ignore[attr-defined]
     module.Server = Server  # type: ignore[attr-defined]
@@ -524,7 +539,7 @@ def test_the_gguf_backend_streams_the_bindings_chunks(tmp_path: Path, monkeypatc
     assert "".join(generator.stream([{"role": "user", "content": "How many?"}])) == "Nearly 140 ships."
     [request] = module.Server.requests
     assert request["stream"] is True and request["messages"] == [{"role": "user", "content": "How many?"}]
-    assert generator._server.params.cpuparams.n_threads == 2
+    assert request["max_tokens"] == 200 and request["return_progress"] is True
 
 
 def test_the_gguf_backend_reports_the_bindings_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,9 +18,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
+import secrets
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -31,7 +36,14 @@ import httpx
 from rag.errors import ConfigError, GeneratorError
 
 DEFAULT_TIMEOUT = 60.0
-_MAX_TOKENS = 512
+"""Seconds to wait for the first word of an answer (a local model reads the passages first)."""
+DEFAULT_ANSWER_TIMEOUT = 120.0
+"""Seconds an answer may take in all."""
+_MAX_TOKENS = 200
+"""Tokens an answer may have: one to three sentences need about 100; a model that runs past
+that is usually looping."""
+REPEAT_WORDS = 12
+"""A reply whose newest this many words already occurred in it is looping: it ends there."""
 
 
 class ChatMessage(TypedDict):
@@ -56,7 +68,8 @@ class Generator(Protocol):
 class LLMSettings:
     """Which LLM writes answers in mode "llm": an endpoint (`url` and `model`) or a GGUF file.
 
-    `timeout` is how long to wait, in seconds, for the model to connect or send its next piece.
+    `timeout` is how long to wait, in seconds, for the first word (connecting, reading the
+    passages); `answer_timeout` for the whole answer; `threads` the local model's (GGUF only).
 
     >>> LLMSettings.from_env({"RAG_LLM_URL": "http://127.0.0.1:11434/v1", "RAG_LLM_MODEL": "llama3.2"}).model
     'llama3.2'
@@ -69,27 +82,34 @@ class LLMSettings:
     api_key: str | None = None
     gguf: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
+    answer_timeout: float = DEFAULT_ANSWER_TIMEOUT
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.timeout <= 3600:
             raise ConfigError(f"the LLM timeout must be between 0 and 3600 seconds, got {self.timeout!r}")
+        if not 0 < self.answer_timeout <= 3600:
+            raise ConfigError(f"the LLM answer timeout must be between 0 and 3600 seconds, got {self.answer_timeout!r}")
+        if self.threads is not None and not 1 <= self.threads <= 256:
+            raise ConfigError(f"the LLM threads must be between 1 and 256, got {self.threads!r}")
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"the LLM endpoint must be an http:// or https:// URL, got {self.url!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LLMSettings:
-        """Read RAG_LLM_URL, RAG_LLM_MODEL, RAG_LLM_API_KEY, RAG_LLM_GGUF and RAG_LLM_TIMEOUT."""
+        """Read RAG_LLM_URL, RAG_LLM_MODEL, RAG_LLM_API_KEY, RAG_LLM_GGUF, RAG_LLM_TIMEOUT,
+        RAG_LLM_ANSWER_TIMEOUT and RAG_LLM_THREADS."""
         env = os.environ if environ is None else environ
-        timeout_text = env.get("RAG_LLM_TIMEOUT", "").strip()
-        try:
-            timeout = float(timeout_text) if timeout_text else DEFAULT_TIMEOUT
-        except ValueError:
-            raise ConfigError(f"RAG_LLM_TIMEOUT must be a number of seconds, got {timeout_text!r}") from None
         gguf = env.get("RAG_LLM_GGUF", "").strip()
+        threads = _number(env, "RAG_LLM_THREADS", None, int, "a whole number of threads")
         return cls(url=env.get("RAG_LLM_URL", "").strip() or None,
                    model=env.get("RAG_LLM_MODEL", "").strip() or None,
                    api_key=env.get("RAG_LLM_API_KEY", "").strip() or None,
-                   gguf=Path(gguf) if gguf else None, timeout=timeout)
+                   gguf=Path(gguf) if gguf else None,
+                   timeout=_number(env, "RAG_LLM_TIMEOUT", DEFAULT_TIMEOUT, float, "a number of seconds"),
+                   answer_timeout=_number(env, "RAG_LLM_ANSWER_TIMEOUT", DEFAULT_ANSWER_TIMEOUT, float,
+                                          "a number of seconds"),
+                   threads=int(threads) if threads is not None else None)
 
     def generator(self) -> Generator | None:
         """The configured generator, or None when no LLM is configured."""
@@ -100,10 +120,22 @@ class LLMSettings:
             if not self.model:
                 raise GeneratorError(f"the LLM endpoint {self.url} needs a model name: set RAG_LLM_MODEL "
                                      "(or --llm-model) to a model it serves, e.g. llama3.2 for Ollama")
-            return OpenAICompatibleGenerator(self.url, self.model, self.api_key, timeout=self.timeout)
+            return OpenAICompatibleGenerator(self.url, self.model, self.api_key, timeout=self.timeout,
+                                             total_timeout=self.answer_timeout)
         if self.gguf:
-            return LlamaCppGenerator(self.gguf, timeout=self.timeout)
+            return LlamaCppGenerator(self.gguf, first_token_timeout=self.timeout, total_timeout=self.answer_timeout,
+                                     threads=self.threads)
         return None
+
+
+def _number(env: Mapping[str, str], name: str, default: float | None, kind: type, what: str) -> float | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be {what}, got {text!r}") from None
 
 
 def generator_from_env(environ: Mapping[str, str] | None = None) -> Generator | None:
@@ -126,7 +158,7 @@ class OpenAICompatibleGenerator:
     """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, total_timeout: float = 600.0,
+                 timeout: float = DEFAULT_TIMEOUT, total_timeout: float = DEFAULT_ANSWER_TIMEOUT,
                  max_tokens: int = _MAX_TOKENS, temperature: float = 0.0) -> None:
         base_url = base_url.rstrip("/")
         self.url = base_url if base_url.endswith("/chat/completions") else f"{base_url}/chat/completions"
@@ -139,6 +171,10 @@ class OpenAICompatibleGenerator:
         self.temperature = temperature
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        """The reply, piece by piece, until it ends, loops or runs out of time."""
+        return without_repetition(self._pieces(messages))
+
+    def _pieces(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
         body = {"model": self.model, "messages": list(messages), "stream": True,
                 "temperature": self.temperature, "max_tokens": self.max_tokens}
         headers = {"Accept": "text/event-stream"}
@@ -203,18 +239,24 @@ class OpenAICompatibleGenerator:
 
 
 class LlamaCppGenerator:
-    """A local GGUF model run in this process by xllamacpp (`pip install 'rag[llm]'`).
+    """A local GGUF model run in this process by xllamacpp (`pip install 'rag[llm]'`), private and bounded.
 
-    The file and the package are checked here; the model loads on the first answer or in
-    `warm_up()`. Nothing is downloaded: `model_path` is a .gguf file you already have.
-    `timeout` bounds the wait for each next piece of the reply.
+    Private: the binding always starts llama.cpp's HTTP server (it cannot be turned off), so it
+    listens on a UNIX socket in a folder only this user can open, requires a random API key,
+    allows no cross-origin calls and serves no web page; answers go in-process, never through
+    it. Bounded: `first_token_timeout` for the first word (reading the passages), then
+    `total_timeout` for the whole answer, at most `max_tokens` tokens, and a stop when the
+    model starts repeating itself. A time-out, an error or closing the stream cancels the
+    generation within one prompt batch (`batch_tokens`) or one token, so the next question
+    does not queue behind an abandoned one. `threads` sets llama.cpp's (RAG_LLM_THREADS).
 
     >>> generator = LlamaCppGenerator("models/qwen2.5-1.5b-instruct-q4_k_m.gguf")  # doctest: +SKIP
     >>> "".join(generator.stream([{"role": "user", "content": "Say hello"}]))  # doctest: +SKIP
     """
 
     def __init__(self, model_path: str | Path, *, context_tokens: int = 4096, max_tokens: int = _MAX_TOKENS,
-                 threads: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+                 threads: int | None = None, first_token_timeout: float = DEFAULT_TIMEOUT,
+                 total_timeout: float = DEFAULT_ANSWER_TIMEOUT, batch_tokens: int = 64) -> None:
         path = Path(model_path).expanduser()
         if not path.is_file():
             raise GeneratorError(f"no GGUF model file at {path}: give the path of a .gguf file you have "
@@ -229,9 +271,17 @@ class LlamaCppGenerator:
         self.context_tokens = context_tokens
         self.max_tokens = max_tokens
         self.threads = threads
-        self.timeout = timeout
+        self.first_token_timeout = first_token_timeout
+        self.total_timeout = total_timeout
+        self.batch_tokens = batch_tokens
         self._server: Any = None
+        self._socket_dir: str | None = None
         self._lock = threading.Lock()
+
+    @property
+    def listening_address(self) -> str:
+        """Where llama.cpp's server listens (a UNIX socket in a private folder), once loaded."""
+        return str(getattr(self._server, "listening_address", ""))
 
     def warm_up(self) -> None:
         """Load the model (once); the first answer does this if it was not done before."""
@@ -241,27 +291,54 @@ class LlamaCppGenerator:
             params = self._xllamacpp.CommonParams()
             params.model.path = str(self.model_path)
             params.n_ctx = self.context_tokens
-            params.n_predict = self.max_tokens
+            params.n_parallel = 1
+            params.n_batch = params.n_ubatch = self.batch_tokens  # how often a cancel is seen while reading
+            params.verbosity = 0
             if self.threads:
-                params.cpuparams.n_threads = self.threads
-                params.cpuparams_batch.n_threads = self.threads
+                params.cpuparams.n_threads = params.cpuparams_batch.n_threads = self.threads
+            socket_dir = tempfile.mkdtemp(prefix="rag-llm-")  # mode 0700: no other user can connect
+            _make_private(params, os.path.join(socket_dir, "llm.sock"))
             try:
-                self._server = self._xllamacpp.Server(params)
+                server = self._xllamacpp.Server(params)
+                # one token first: proves the model answers, and a server destroyed before any request may hang
+                server.handle_chat_completions({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
             except Exception as error:  # the binding's own error types are not documented
+                shutil.rmtree(socket_dir, ignore_errors=True)
                 raise GeneratorError(f"xllamacpp could not load {self.model_path}: {error}") from error
+            self._server, self._socket_dir = server, socket_dir
+            weakref.finalize(self, shutil.rmtree, socket_dir, True)  # the socket file outlives the server
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        """The reply, piece by piece, until it ends, loops or runs out of time."""
+        return without_repetition(self._pieces(messages))
+
+    def _pieces(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
         """Run the model on a worker thread (the binding blocks while it calls back per piece)
-        and hand its pieces over through a queue, so a silent model times out here."""
+        and hand its pieces over through a queue; the worker checks the limits too, so an
+        answer nobody reads any more stops by itself."""
         self.warm_up()
-        request = {"messages": list(messages), "stream": True, "max_tokens": self.max_tokens, "temperature": 0.0}
+        started = time.monotonic()
+        first_deadline, total_deadline = started + self.first_token_timeout, started + self.total_timeout
+        request = {"messages": list(messages), "stream": True, "max_tokens": self.max_tokens, "temperature": 0.0,
+                   "return_progress": True}
         pieces: queue.Queue[Any] = queue.Queue()
-        stop = threading.Event()
+        stop, wrote = threading.Event(), threading.Event()
         finished = object()
 
-        def on_chunk(chunk: Any) -> bool:
-            pieces.put(chunk)
-            return stop.is_set()  # True asks the binding to stop generating
+        def on_chunk(chunk: Any) -> bool:  # True cancels the request
+            try:
+                now = time.monotonic()
+                if stop.is_set() or now > total_deadline or (not wrote.is_set() and now > first_deadline):
+                    return True
+                events = chunk if isinstance(chunk, list) else [chunk]
+                if any(isinstance(event, dict) and "prompt_progress" in event for event in events):
+                    return False  # reading the prompt: a chance to cancel, nothing to show
+                pieces.put(events)
+                wrote.set()
+                return False
+            except BaseException as error:  # the binding swallows what a callback raises
+                pieces.put(GeneratorError(f"the local model {self.name} failed: {error}"))
+                return True
 
         def generate() -> None:
             try:
@@ -274,19 +351,64 @@ class LlamaCppGenerator:
         threading.Thread(target=generate, name="rag-llama-cpp", daemon=True).start()
         try:
             while True:
+                deadline = total_deadline if wrote.is_set() else min(first_deadline, total_deadline)
                 try:
-                    item = pieces.get(timeout=self.timeout)
+                    item = pieces.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
-                    raise GeneratorError(f"the local model {self.name} produced nothing for {self.timeout:g} s: "
-                                         "allow more time with RAG_LLM_TIMEOUT") from None
+                    if wrote.is_set():
+                        raise GeneratorError(f"the local model {self.name} was still answering after "
+                                             f"{self.total_timeout:g} s: stopped (RAG_LLM_ANSWER_TIMEOUT)") from None
+                    raise GeneratorError(f"the local model {self.name} wrote nothing in {self.first_token_timeout:g} "
+                                         "s: stopped (allow more with RAG_LLM_TIMEOUT, or use a smaller model)") from None
                 if item is finished:
                     return
                 if isinstance(item, GeneratorError):
                     raise item
-                for event in item if isinstance(item, list) else [item]:
+                for event in item:
                     yield chat_chunk_text(event, f"model {self.name}")
         finally:
-            stop.set()
+            stop.set()  # a time-out, an error or a reader that stopped reading cancels the generation
+
+
+def _make_private(params: Any, socket_path: str) -> None:
+    """Point llama.cpp's server at a UNIX socket, with a random API key, no CORS and no extras.
+    Field names differ between xllamacpp releases (hostname/hostnames, webui/ui)."""
+    if hasattr(params, "hostnames"):
+        params.hostnames = [socket_path]
+    else:
+        params.hostname = socket_path
+    params.api_keys = [secrets.token_urlsafe(32)]
+    for name, value in (("cors_origins", ""), ("cors_credentials", False), ("ui", False), ("webui", False),
+                        ("endpoint_slots", False), ("endpoint_metrics", False), ("endpoint_props", False),
+                        ("n_threads_http", 1)):
+        if hasattr(params, name):
+            setattr(params, name, value)
+
+
+def without_repetition(pieces: Iterable[str], words: int = REPEAT_WORDS) -> Iterator[str]:
+    """The pieces of a reply until it repeats itself: once its newest `words` words already
+    occurred in it, the reply ends before them (small models at temperature 0 loop, copying a
+    passage again and again until the token limit). The newest words are held back until
+    they are known not to repeat, so a repetition is never shown."""
+    text, shown, seen, checked = "", 0, set(), 0
+    for piece in pieces:
+        text += piece
+        starts = [match.start() for match in re.finditer(r"\S+", text)][:-1]  # the last word may grow
+        tokens = [word.lower() for word in re.findall(r"\S+", text)][: len(starts)]
+        for first in range(checked, len(tokens) - words + 1):
+            run = tuple(tokens[first : first + words])
+            checked = first + 1
+            if run in seen:
+                if starts[first] > shown:
+                    yield text[shown : starts[first]].rstrip()
+                return
+            seen.add(run)
+        safe = starts[-words] if len(starts) >= words else 0
+        if safe > shown:
+            yield text[shown:safe]
+            shown = safe
+    if len(text) > shown:
+        yield text[shown:]
 
 
 def chat_chunk_text(event: Any, source: str) -> str:
