@@ -11,6 +11,8 @@ import html
 import logging
 import re
 import socket
+import threading
+import time
 from pathlib import Path
 
 import faiss
@@ -321,8 +323,9 @@ def workspace(fake_index: Path, seeds_copy: Path, embedder) -> Workspace:
 def ask(handlers: Handlers, question: str, turns: list[str], **filters) -> tuple:
     values = {"date_from": None, "date_to": None, "include_undated": False, "articles": [], "k": 5.0,
               "mode": "extractive", **filters}
-    return handlers.ask(question, values["date_from"], values["date_to"], values["include_undated"],
-                        values["articles"], values["k"], values["mode"], turns)
+    *_, last = handlers.ask(question, values["date_from"], values["date_to"], values["include_undated"],
+                            values["articles"], values["k"], values["mode"], turns)
+    return last
 
 
 def test_each_question_adds_a_turn_on_top_of_the_conversation(workspace: Workspace) -> None:
@@ -558,3 +561,44 @@ def test_named_endpoints_work_with_gradio_client(workspace: Workspace, tmp_path:
             client.predict([{"path": str(workspace.seeds_dir / "hall.txt")}], api_name="/add_articles")
     finally:
         app.close()
+
+
+class SlowModel:
+    """A generator that writes one word every 50 ms and records whether it was stopped."""
+
+    name = "slow model"
+
+    def __init__(self, words: list[str]) -> None:
+        self.words, self.written, self.stopped = words, 0, threading.Event()
+
+    def stream(self, messages):  # noqa: ANN001, ANN201 - the Generator protocol
+        try:
+            for word in self.words:
+                time.sleep(0.05)
+                self.written += 1
+                yield word + " "
+        finally:
+            self.stopped.set()
+
+
+def test_an_llm_draft_shows_as_it_arrives_then_the_checked_answer(workspace: Workspace) -> None:
+    model = SlowModel("The General Department has built nearly 140 ships .".split())
+    workspace.index.generator = model
+    updates = list(Handlers(workspace).ask("How many ships were built?", None, None, False, [], 5.0, "llm", []))
+
+    drafts = [page for page, *_ in updates[:-1]]
+    assert len(drafts) >= 3 and all("A draft by the model, being checked" in page for page in drafts)
+    assert "<p class='draft-stream'>The </p>" in drafts[0] and "140 ships" in drafts[-1]  # word by word
+    final_page, turns, _ = updates[-1]
+    assert len(turns) == 1 and "being checked" not in final_page
+
+
+def test_closing_the_page_stops_the_model(workspace: Workspace) -> None:
+    model = SlowModel(["word"] * 200)  # ten seconds of words
+    workspace.index.generator = model
+    updates = Handlers(workspace).ask("How many ships were built?", None, None, False, [], 5.0, "llm", [])
+
+    next(updates)  # the first words are on the page
+    updates.close()  # what Gradio does when the page goes away
+    assert model.stopped.wait(2.0)
+    assert model.written < 60

@@ -12,8 +12,10 @@ import ipaddress
 import json
 import logging
 import os
+import queue
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag import Index, RagError
 from ui.api import ASK_CONCURRENCY, register_api
-from ui.render import render_conversation, render_error, render_index, render_turn, render_update
+from ui.render import render_conversation, render_draft, render_error, render_index, render_turn, render_update
 from ui.workspace import Progress, Workspace
 
 log = logging.getLogger(__name__)
@@ -59,15 +61,51 @@ class Handlers:
 
     def ask(self, question: str, date_from: str | None, date_to: str | None, include_undated: bool,
             articles: list[str] | None, k: float, mode: str,
-            turns: list[str]) -> tuple[str, Any, Any]:
-        """Answer afresh and put the new turn on top; a user error shows above the earlier turns."""
+            turns: list[str]) -> Iterator[tuple[str, Any, Any]]:
+        """Answer afresh and put the new turn on top; a user error shows above the earlier turns.
+
+        An LLM's words show as they arrive, marked as a draft. The answer runs on a worker
+        thread; when the page goes away, Gradio closes this generator and the next word the
+        model writes stops it (`_PageClosed`), freeing the model for the next question."""
+        arrived: queue.Queue[Any] = queue.Queue()
+        closed = threading.Event()
+        done = object()
+
+        def on_token(piece: str) -> None:
+            if closed.is_set():
+                raise _PageClosed
+            arrived.put(piece)
+
+        def answer() -> None:
+            try:
+                arrived.put(self.workspace.ask(question, k=int(k), date_from=date_from, date_to=date_to,
+                                               articles=articles, mode=mode, include_undated=include_undated,
+                                               on_token=on_token if mode == "llm" else None))
+            except RagError as error:
+                arrived.put(error)
+            except _PageClosed:
+                pass
+            except Exception as error:  # a bug: one plain line on the page, the traceback in the log
+                log.exception("answering %r failed", question)
+                arrived.put(RagError(f"answering failed unexpectedly ({type(error).__name__}); the server log has "
+                                     "the details, and other questions still work"))
+            finally:
+                arrived.put(done)
+
+        threading.Thread(target=answer, name="rag-ask", daemon=True).start()
+        draft = ""
         try:
-            answer = self.workspace.ask(question, k=int(k), date_from=date_from, date_to=date_to,
-                                        articles=articles, mode=mode, include_undated=include_undated)
-        except RagError as error:
-            return render_error(str(error)) + render_conversation(turns), gr.skip(), gr.skip()
-        turns = [*turns, render_turn(answer, turn=len(turns) + 1)]
-        return render_conversation(turns), turns, ""
+            while (item := arrived.get()) is not done:
+                if isinstance(item, str):
+                    draft += item
+                    yield render_draft(question, draft) + render_conversation(turns), gr.skip(), gr.skip()
+                elif isinstance(item, Exception):
+                    yield render_error(str(item)) + render_conversation(turns), gr.skip(), gr.skip()
+                else:
+                    turns = [*turns, render_turn(item, turn=len(turns) + 1)]
+                    yield render_conversation(turns), turns, ""
+        finally:
+            closed.set()
 
     def add_files(self, files: list[str] | None,
                   progress: gr.Progress = gr.Progress()) -> tuple[str, str, None]:
@@ -110,6 +148,10 @@ class Handlers:
 
     def index_html(self) -> str:
         return render_index(self.workspace.index.info(), self.workspace.index.articles())
+
+
+class _PageClosed(Exception):
+    """Raised in the model's stream when the page that asked is gone, to stop the model."""
 
 
 def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:

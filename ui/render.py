@@ -152,6 +152,13 @@ def render_conversation(turns: Sequence[str]) -> str:
     return "".join(reversed(turns))
 
 
+def render_draft(question: str, draft: str) -> str:
+    """The model's words as they arrive, marked as a draft being checked, not yet an answer."""
+    return (f"<article class='turn pending'><p class='question'><span class='label'>Question</span> "
+            f"{_escape(question)}</p><p class='draft-stream'>{_escape(draft)}</p>"
+            "<p class='meta'>A draft by the model, being checked against the articles…</p></article>")
+
+
 def render_error(message: str) -> str:
     return f"<p class='error' role='alert'>{_escape(message)}</p>"
 

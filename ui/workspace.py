@@ -70,10 +70,10 @@ class Workspace:
 
     def ask(self, question: str, k: int | None = None, date_from: str | None = None, date_to: str | None = None,
             articles: Sequence[str] | None = None, mode: str = "extractive",
-            include_undated: bool = False) -> Answer:
+            include_undated: bool = False, on_token: Callable[[str], None] | None = None) -> Answer:
         if mode == "llm" and not self.llm_available:
             raise QueryError("LLM answers are not configured for this index: use mode 'extractive'")
-        return self.index.ask(question, k=k, mode=mode,  # type: ignore[arg-type] - Index.ask checks it
+        return self.index.ask(question, k=k, mode=mode, on_token=on_token,  # type: ignore[arg-type] - checked there
                               **_filters(date_from, date_to, articles, include_undated))
 
     def search(self, query: str, k: int = 5, date_from: str | None = None, date_to: str | None = None,
