@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "Article": "rag.records",
     "Chunk": "rag.records",
     "Hit": "rag.records",
+    "Turn": "rag.search.followups",
 }
 
 __all__ = [
@@ -88,6 +89,7 @@ __all__ = [
     "RagError",
     "RelatedPassage",
     "TransformerEmbedder",
+    "Turn",
     "UpdateReport",
     "build_index",
     "generator_from_env",
@@ -124,3 +126,4 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from rag.ingest.update import UpdateReport, build_index
     from rag.text.intake import IntakeResult, intake_articles, safe_article_name
     from rag.records import Article, Chunk, Hit
+    from rag.search.followups import Turn

@@ -147,10 +147,11 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _filters(index: Index, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool,
-             as_json: bool) -> dict[str, Any]:
-    """The filter keywords for Index.search/ask; tells the user when undated articles are left out."""
+             announce: bool) -> dict[str, Any]:
+    """The filter keywords for Index.search/ask; with `announce`, tells the user when undated
+    articles are left out (an answer says so itself)."""
     date_from, date_to = (since.date() if since else None), (until.date() if until else None)
-    undated = index.undated_articles() if (date_from or date_to) and not include_undated and not as_json else []
+    undated = index.undated_articles() if (date_from or date_to) and not include_undated and announce else []
     if undated:
         _echo(f"note: {len(undated)} article(s) of unknown date ({', '.join(undated)}) are not searched "
               "under a date filter; add --include-undated to search them", err=True)
@@ -175,7 +176,7 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
       rag search "defense industry 80th anniversary" --since 2025-01-01 --include-undated
     """
     index = Index.open(index_dir, embedder=_embedder())
-    hits = index.search(query, k=k, **_filters(index, since, until, articles, include_undated, as_json))
+    hits = index.search(query, k=k, **_filters(index, since, until, articles, include_undated, not as_json))
     corrections = index.corrections(query)
     if as_json:
         _print_json({"query": query, "corrections": {typed: list(read_as) for typed, read_as in corrections.items()},
@@ -236,7 +237,7 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
         _echo(token, nl=False)
 
     answer = index.ask(question, k=k, mode=mode, generator=generator, on_token=None if as_json else show,
-                       **_filters(index, since, until, articles, include_undated, as_json))
+                       **_filters(index, since, until, articles, include_undated, announce=False))
     if as_json:
         _print_json(answer.to_json())
         return

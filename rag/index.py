@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +31,7 @@ from rag.errors import ConfigError, QueryError, RagError
 from rag.answer.generators import Generator, generator_from_env
 from rag.ingest.update import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, update_index
 from rag.text.language import foreign_language, language_notice
+from rag.search.followups import Turn, standalone_question
 from rag.search.typos import QueryTerms, correct_typos
 from rag.records import Hit
 from rag.search.filters import SearchFilter
@@ -202,14 +203,18 @@ class Index:
     def ask(self, question: str, k: int | None = None, *, date_from: dt.date | None = None,
             date_to: dt.date | None = None, articles: Iterable[str] | None = None,
             include_undated: bool = False, mode: AnswerMode = "extractive", generator: Generator | None = None,
-            on_token: Callable[[str], None] | None = None) -> Answer:
+            on_token: Callable[[str], None] | None = None, history: Sequence[Turn] = ()) -> Answer:
         """Answer from the articles with cited verbatim sentences, or say they do not answer.
 
         mode="llm" has `generator` (else `self.generator`) write the answer from the passages,
         streaming its text to `on_token`; the answer returned is verified (rag.answer.verification).
+        `history`, the conversation's earlier turns oldest first, makes a follow-up ("Who else
+        attended it?") searched with the topic it continues (`Answer.searched_for` says how).
+        A date range says which undated articles it left out (`Answer.excluded_undated`).
         """
         started = time.perf_counter()
         question = validate_query(question, self.config)
+        searched_for = standalone_question(question, _turns(history))
         k = self.config.answer_passages if k is None else k
         _check_count(k, 50)
         if mode not in ("extractive", "llm"):
@@ -222,22 +227,24 @@ class Index:
                                  "compatible endpoint) or RAG_LLM_GGUF (a local model file), or use mode 'extractive'")
         snapshot = self._snapshot
         search_filter = _make_filter(snapshot, date_from, date_to, articles, include_undated)
-        query_vector = self.embed_query(question)
-        query_terms = correct_typos(terms(question), snapshot.lexical)
+        query_vector = self.embed_query(searched_for or question)
+        query_terms = correct_typos(terms(searched_for or question), snapshot.lexical)
         hits = rank_chunks(snapshot, query_vector, query_terms, k, search_filter, self.config) if snapshot.chunks else []
         retrieved = time.perf_counter()
         if llm is None:
-            answer = compose_extractive(question, hits, snapshot, query_vector, query_terms,
+            answer = compose_extractive(searched_for or question, hits, snapshot, query_vector, query_terms,
                                         self.embedder.embed_tokens, self.answerability, self.config)
         else:
             answer = compose_llm(
-                question, hits, llm, self.embedder.embed, on_token=on_token,
-                extractive=lambda: compose_extractive(question, hits, snapshot, query_vector, query_terms,
+                searched_for or question, hits, llm, self.embedder.embed, on_token=on_token,
+                extractive=lambda: compose_extractive(searched_for or question, hits, snapshot, query_vector, query_terms,
                                         self.embedder.embed_tokens, self.answerability, self.config))
-        answer = replace(answer, corrections=_typed_corrections(question, query_terms))
-        language = foreign_language(question)
-        if language is not None:
-            answer = replace(answer, notice=" ".join(filter(None, (language_notice(language), answer.notice))))
+        excluded = _excluded_undated(snapshot, search_filter)
+        notices = [language_notice(language) if (language := foreign_language(question)) else None,
+                   _empty_range_notice(snapshot, search_filter), _undated_notice(excluded), answer.notice]
+        answer = replace(answer, question=question, searched_for=searched_for, excluded_undated=excluded,
+                         corrections=_typed_corrections(question, query_terms),
+                         notice=" ".join(filter(None, notices)) or None)
         finished = time.perf_counter()
         return replace(answer, timings={**answer.timings, "retrieval_ms": (retrieved - started) * 1000,
                                         "answer_ms": (finished - retrieved) * 1000,
@@ -254,6 +261,51 @@ class Index:
     def undated_articles(self) -> list[str]:
         return sorted(article_id for article_id, entry in self._snapshot.manifest["articles"].items()
                       if not entry["date"])
+
+
+def _turns(history: Sequence[Turn | tuple[str, str] | Mapping[str, str]]) -> list[Turn]:
+    """The conversation's turns from Turn records, (question, answer) pairs or {"question",
+    "answer"} objects (the web API's), checked."""
+    turns = []
+    for turn in history:
+        if isinstance(turn, Turn):
+            turns.append(turn)
+        elif isinstance(turn, Mapping) and isinstance(turn.get("question"), str) and isinstance(turn.get("answer"), str):
+            turns.append(Turn(turn["question"], turn["answer"]))
+        elif isinstance(turn, tuple) and len(turn) == 2 and all(isinstance(part, str) for part in turn):
+            turns.append(Turn(*turn))
+        else:
+            raise QueryError(f"history must list earlier turns as (question, answer) or "
+                             f'{{"question": ..., "answer": ...}}, got {turn!r:.80}')
+    return turns
+
+
+def _excluded_undated(snapshot: Snapshot, search_filter: SearchFilter) -> tuple[str, ...]:
+    """The undated articles a date range leaves out (of those the article filter admits)."""
+    if not search_filter.has_date_bound or search_filter.include_undated:
+        return ()
+    return tuple(sorted(article_id for article_id, entry in snapshot.manifest["articles"].items()
+                        if not entry["date"] and (search_filter.articles is None
+                                                  or article_id in search_filter.articles)))
+
+
+def _undated_notice(excluded: Sequence[str]) -> str | None:
+    if not excluded:
+        return None
+    return (f"{len(excluded)} article(s) of unknown date ({', '.join(excluded)}) were not searched under the "
+            "date range; include undated articles to search them.")
+
+
+def _empty_range_notice(snapshot: Snapshot, search_filter: SearchFilter) -> str | None:
+    """Said when the filters admit no dated article at all: not "the articles do not answer"."""
+    if not search_filter.has_date_bound:
+        return None
+    for article_id, entry in snapshot.manifest["articles"].items():
+        date = dt.date.fromisoformat(entry["date"]) if entry["date"] else None
+        if date is not None and search_filter.admits(article_id, date):
+            return None
+    bounds = f"from {search_filter.date_from or 'the first'} to {search_filter.date_to or 'the last'}"
+    return f"No article is dated in this range ({bounds}): widen the dates or clear them."
 
 
 def _typed_corrections(query: str, query_terms: QueryTerms) -> dict[str, tuple[str, ...]]:

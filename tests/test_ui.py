@@ -342,7 +342,7 @@ def test_each_question_adds_a_turn_on_top_of_the_conversation(workspace: Workspa
 @pytest.mark.parametrize(("question", "filters", "message"), [
     ("   ", {}, "the question is empty: type a question about the articles"),
     ("ships", {"date_from": "15/03/2025"},
-     "the start date must be a date written YYYY-MM-DD, got '15/03/2025'"),
+     "the start date must be a date (YYYY-MM-DD), a month (March 2025) or a year (2025), got '15/03/2025'"),
     ("ships", {"date_from": "2026-01-01", "date_to": "2025-01-01"},
      "the date range is empty: 2026-01-01 is after 2025-01-01"),
     ("ships", {"mode": "llm"}, "LLM answers are not configured for this index: use mode 'extractive'"),
@@ -377,7 +377,7 @@ def test_parse_date_accepts_empty_and_iso() -> None:
     assert parse_date(None, "the start date") is None
     assert parse_date("  ", "the start date") is None
     assert parse_date("2025-03-15", "the start date") == dt.date(2025, 3, 15)
-    with pytest.raises(QueryError, match="the end date must be a date written YYYY-MM-DD, got 'March'"):
+    with pytest.raises(QueryError, match=r"the end date must be a date \(YYYY-MM-DD\), a month \(March 2025\) or a year \(2025\), got 'March'"):
         parse_date("March", "the end date")
 
 

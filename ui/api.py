@@ -34,12 +34,14 @@ def register_api(workspace: Workspace) -> None:
 
     def ask(question: str, k: int | None = None, date_from: str | None = None, date_to: str | None = None,
             articles: list[str] | None = None, mode: str = "extractive",
-            include_undated: bool = False) -> dict[str, Any]:
+            include_undated: bool = False, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
         """Answer from the indexed articles with cited quotes, or abstain; the `rag ask --json` record.
-        Dates are YYYY-MM-DD; `articles` limits the search to those article ids."""
+        Dates are YYYY-MM-DD; `articles` limits the search to those article ids; `history` lists
+        the conversation's earlier turns as {"question", "answer"}, oldest first, so that a
+        follow-up is searched with the topic it continues (`searched_for` in the record)."""
         with _user_errors():
             return workspace.ask(question, k=k, date_from=date_from, date_to=date_to, articles=articles,
-                                 mode=mode, include_undated=include_undated).to_json()
+                                 mode=mode, include_undated=include_undated, history=history or ()).to_json()
 
     def search(query: str, k: int = 5, date_from: str | None = None, date_to: str | None = None,
                articles: list[str] | None = None, include_undated: bool = False) -> list[dict[str, Any]]:

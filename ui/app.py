@@ -61,8 +61,11 @@ class Handlers:
 
     def ask(self, question: str, date_from: str | None, date_to: str | None, include_undated: bool,
             articles: list[str] | None, k: float, mode: str,
-            turns: list[str]) -> Iterator[tuple[str, Any, Any]]:
-        """Answer afresh and put the new turn on top; a user error shows above the earlier turns.
+            turns: list[dict[str, str]]) -> Iterator[tuple[str, Any, Any]]:
+        """Answer and put the new turn on top; a user error shows above the earlier turns.
+
+        `turns` holds each earlier turn's HTML and, for follow-ups, its question as searched and
+        its answer's text: "Who else attended it?" is searched with the topic it continues.
 
         An LLM's words show as they arrive, marked as a draft. The answer runs on a worker
         thread; when the page goes away, Gradio closes this generator and the next word the
@@ -78,9 +81,10 @@ class Handlers:
 
         def answer() -> None:
             try:
+                history = [(turn["question"], turn["answer"]) for turn in turns]
                 arrived.put(self.workspace.ask(question, k=int(k), date_from=date_from, date_to=date_to,
                                                articles=articles, mode=mode, include_undated=include_undated,
-                                               on_token=on_token if mode == "llm" else None))
+                                               on_token=on_token if mode == "llm" else None, history=history))
             except RagError as error:
                 arrived.put(error)
             except _PageClosed:
@@ -93,17 +97,18 @@ class Handlers:
                 arrived.put(done)
 
         threading.Thread(target=answer, name="rag-ask", daemon=True).start()
-        draft = ""
+        draft, earlier = "", render_conversation([turn["html"] for turn in turns])
         try:
             while (item := arrived.get()) is not done:
                 if isinstance(item, str):
                     draft += item
-                    yield render_draft(question, draft) + render_conversation(turns), gr.skip(), gr.skip()
+                    yield render_draft(question, draft) + earlier, gr.skip(), gr.skip()
                 elif isinstance(item, Exception):
-                    yield render_error(str(item)) + render_conversation(turns), gr.skip(), gr.skip()
+                    yield render_error(str(item)) + earlier, gr.skip(), gr.skip()
                 else:
-                    turns = [*turns, render_turn(item, turn=len(turns) + 1)]
-                    yield render_conversation(turns), turns, ""
+                    turns = [*turns, {"html": render_turn(item, turn=len(turns) + 1),
+                                      "question": item.searched_for or item.question, "answer": item.answer}]
+                    yield render_conversation([turn["html"] for turn in turns]), turns, ""
         finally:
             closed.set()
 

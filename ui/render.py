@@ -31,6 +31,8 @@ def render_turn(answer: Answer, turn: int) -> str:
     """One question with its answer, the [n] markers linked to the sources listed below it."""
     parts = [f"<article class='turn' id='turn-{turn}'>",
              f"<p class='question'><span class='label'>Question</span> {_escape(answer.question)}</p>"]
+    if answer.searched_for:
+        parts.append(f"<p class='corrections'>Searched for: {_escape(answer.searched_for)}</p>")
     if answer.corrections:
         searched = ", ".join(f"<b>{_escape(' or '.join(read_as))}</b> (for “{_escape(typed)}”)"
                              for typed, read_as in answer.corrections.items())

@@ -8,6 +8,7 @@ at the end: questions asked meanwhile are answered from the previous one.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,10 +71,11 @@ class Workspace:
 
     def ask(self, question: str, k: int | None = None, date_from: str | None = None, date_to: str | None = None,
             articles: Sequence[str] | None = None, mode: str = "extractive",
-            include_undated: bool = False, on_token: Callable[[str], None] | None = None) -> Answer:
+            include_undated: bool = False, on_token: Callable[[str], None] | None = None,
+            history: Sequence[tuple[str, str] | dict[str, str]] = ()) -> Answer:
         if mode == "llm" and not self.llm_available:
             raise QueryError("LLM answers are not configured for this index: use mode 'extractive'")
-        return self.index.ask(question, k=k, mode=mode, on_token=on_token,  # type: ignore[arg-type] - checked there
+        return self.index.ask(question, k=k, mode=mode, on_token=on_token, history=history,  # type: ignore[arg-type]
                               **_filters(date_from, date_to, articles, include_undated))
 
     def search(self, query: str, k: int = 5, date_from: str | None = None, date_to: str | None = None,
@@ -127,21 +129,41 @@ def _relative_source(source: Path, seeds: Path) -> str:
     return str(source.relative_to(seeds)) if source.is_relative_to(seeds) else source.name
 
 
-def parse_date(value: str | None, name: str) -> dt.date | None:
-    """A YYYY-MM-DD date from a form field or an API call; empty means no bound."""
+_MONTHS = {name: number for number in range(1, 13)
+           for name in (dt.date(2000, number, 1).strftime("%B").lower(), dt.date(2000, number, 1).strftime("%b").lower())}
+_YEAR = re.compile(r"(\d{4})")
+_MONTH_YEAR = re.compile(r"([a-z]+)\.?\s+(\d{4})|(\d{4})-(\d{1,2})")
+
+
+def parse_date(value: str | None, name: str, end: bool = False) -> dt.date | None:
+    """A date bound from a form field or an API call; empty means no bound. Besides YYYY-MM-DD
+    a month ("March 2025", "2025-03") or a year ("2025") is read as its first day, or with
+    `end` its last, so "March 2025" to "March 2025" is the whole month."""
     if value is None or not value.strip():
         return None
+    text = " ".join(value.strip().lower().split())
     try:
-        return dt.date.fromisoformat(value.strip())
+        return dt.date.fromisoformat(text)
     except ValueError:
-        raise QueryError(f"{name} must be a date written YYYY-MM-DD, got {value!r}") from None
+        pass
+    month = _MONTH_YEAR.fullmatch(text)
+    year = _YEAR.fullmatch(text)
+    if month and (month.group(3) or month.group(1) in _MONTHS):
+        number = int(month.group(4)) if month.group(3) else _MONTHS[month.group(1)]
+        first_year = int(month.group(3) or month.group(2))
+        if 1 <= number <= 12:
+            first = dt.date(first_year, number, 1)
+            return (dt.date(first_year + number // 12, number % 12 + 1, 1) - dt.timedelta(days=1)) if end else first
+    elif year:
+        return dt.date(int(year.group(1)), 12, 31) if end else dt.date(int(year.group(1)), 1, 1)
+    raise QueryError(f"{name} must be a date (YYYY-MM-DD), a month (March 2025) or a year (2025), got {value!r}")
 
 
 def _filters(date_from: str | None, date_to: str | None, articles: Sequence[str] | None,
              include_undated: bool) -> dict[str, Any]:
     return {
         "date_from": parse_date(date_from, "the start date"),
-        "date_to": parse_date(date_to, "the end date"),
+        "date_to": parse_date(date_to, "the end date", end=True),
         "articles": list(articles) if articles else None,
         "include_undated": include_undated,
     }

@@ -118,7 +118,9 @@ class Answer:
     """An answer with inline [n] markers, its citations, or an abstention with related reading.
 
     `signals` are the measures the outcome was decided on (rag.answer.answerability), and
-    `corrections` the typed words read as others ("meting" -> "meet").
+    `corrections` the typed words read as others ("meting" -> "meet"); `searched_for` the
+    question as searched when it was a follow-up; `excluded_undated` the undated articles a
+    date range left out.
     """
 
     question: str
@@ -133,6 +135,8 @@ class Answer:
     signals: dict[str, float] = field(default_factory=dict)
     corrections: dict[str, tuple[str, ...]] = field(default_factory=dict)
     draft: Draft | None = None
+    searched_for: str | None = None
+    excluded_undated: tuple[str, ...] = ()
 
     @property
     def abstained(self) -> bool:
@@ -154,4 +158,6 @@ class Answer:
             "signals": {name: round(value, 4) for name, value in self.signals.items()},
             "corrections": {typed: list(read_as) for typed, read_as in self.corrections.items()},
             "draft": self.draft.to_json() if self.draft else None,
+            "searched_for": self.searched_for,
+            "excluded_undated": list(self.excluded_undated),
         }
