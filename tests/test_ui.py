@@ -508,7 +508,7 @@ def test_llm_mode_is_offered_only_when_configured(workspace: Workspace, availabl
 
     app = build_app(workspace.index, workspace.seeds_dir)
 
-    [mode] = [block for block in app.blocks.values() if isinstance(block, gr.Radio)]
+    [mode] = [block for block in app.blocks.values() if isinstance(block, gr.Radio) and block.label == "Answer mode"]
     assert mode.visible is available
     assert [value for _, value in mode.choices] == ["extractive", "llm"]
 
@@ -602,3 +602,31 @@ def test_closing_the_page_stops_the_model(workspace: Workspace) -> None:
     updates.close()  # what Gradio does when the page goes away
     assert model.stopped.wait(2.0)
     assert model.written < 60
+
+
+def test_conversations_are_kept_switched_and_deleted_in_the_browsers_state(workspace: Workspace) -> None:
+    handlers = Handlers(workspace)
+    page, turns, threads_list, saved = handlers.restore(None)  # a first visit: one empty thread
+    assert turns == [] and len(saved["threads"]) == 1
+    first = saved["current"]
+
+    _, turns, _ = ask(handlers, "How many ships has the Defence Industry built?", turns)
+    saved, choices = handlers.keep(turns, saved)
+    assert [label for label, _ in choices.choices] == ["How many ships has the Defence Industry built?"]
+
+    page, turns, _, saved = handlers.restore(saved)  # a reload: the same thread, its turns shown
+    assert len(turns) == 1 and "How many ships" in page
+
+    _, turns, _, saved = handlers.new_thread(saved)
+    assert turns == [] and saved["current"] != first and len(saved["threads"]) == 2
+    page, turns, _, saved = handlers.switch_thread(first, saved)
+    assert saved["current"] == first and len(turns) == 1
+
+    _, turns, choices, saved = handlers.delete_thread(saved)
+    assert first not in saved["threads"] and turns == [] and len(choices.choices) == 1
+
+
+@pytest.mark.parametrize("stored", [None, "junk", {"current": "x", "threads": {"x": "not a thread"}}, {"threads": []}])
+def test_whatever_the_browser_stored_the_page_starts_cleanly(workspace: Workspace, stored: object) -> None:
+    page, turns, _, saved = Handlers(workspace).restore(stored)  # type: ignore[arg-type]
+    assert turns == [] and saved["current"] in saved["threads"]

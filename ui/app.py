@@ -8,13 +8,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
+import html
 import ipaddress
 import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -154,6 +157,76 @@ class Handlers:
     def index_html(self) -> str:
         return render_index(self.workspace.index.info(), self.workspace.index.articles())
 
+    # Conversations ("threads") live in the reader's browser (gr.BrowserState), none on the server:
+    # {"current": id, "threads": {id: {"title": first question, "created": time, "turns": [...]}}}.
+
+    def restore(self, saved: dict[str, Any] | None) -> tuple[str, list[dict[str, str]], Any, dict[str, Any]]:
+        """On load: the current thread of this browser as it was, or a new one."""
+        saved = _threads_or_new(saved)
+        turns = saved["threads"][saved["current"]]["turns"]
+        return render_conversation([t["html"] for t in turns]), turns, _thread_choices(saved), saved
+
+    def keep(self, turns: list[dict[str, str]], saved: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
+        """After an answer: the current thread holds the conversation, titled by its first question."""
+        saved = _threads_or_new(saved)
+        thread = saved["threads"][saved["current"]]
+        thread["turns"] = turns
+        if turns and not thread["title"]:
+            thread["title"] = _plain_question(turns[0]["html"]) or "Conversation"
+        return saved, _thread_choices(saved)
+
+    def new_thread(self, saved: dict[str, Any] | None) -> tuple[str, list[dict[str, str]], Any, dict[str, Any]]:
+        saved = _threads_or_new(saved)
+        if saved["threads"][saved["current"]]["turns"]:  # an empty current thread is reused
+            saved["current"] = _new_thread(saved)
+        return render_conversation([]), [], _thread_choices(saved), saved
+
+    def switch_thread(self, thread_id: str | None,
+                      saved: dict[str, Any] | None) -> tuple[str, list[dict[str, str]], Any, dict[str, Any]]:
+        saved = _threads_or_new(saved)
+        if thread_id in saved["threads"]:
+            saved["current"] = thread_id
+        turns = saved["threads"][saved["current"]]["turns"]
+        return render_conversation([t["html"] for t in turns]), turns, _thread_choices(saved), saved
+
+    def delete_thread(self, saved: dict[str, Any] | None) -> tuple[str, list[dict[str, str]], Any, dict[str, Any]]:
+        """Forget the current thread; the newest other one (or a new one) becomes current."""
+        saved = _threads_or_new(saved)
+        del saved["threads"][saved["current"]]
+        remaining = sorted(saved["threads"], key=lambda i: saved["threads"][i]["created"])
+        saved["current"] = remaining[-1] if remaining else _new_thread(saved)
+        return self.switch_thread(saved["current"], saved)
+
+
+def _threads_or_new(saved: dict[str, Any] | None) -> dict[str, Any]:
+    """The browser's threads, checked (it may hold anything), with a current one."""
+    threads = saved.get("threads") if isinstance(saved, dict) else None
+    threads = {key: value for key, value in threads.items() if isinstance(value, dict)
+               and isinstance(value.get("turns"), list)} if isinstance(threads, dict) else {}
+    saved = {"current": saved.get("current") if isinstance(saved, dict) else None, "threads": threads}
+    if saved["current"] not in threads:
+        saved["current"] = _new_thread(saved)
+    return saved
+
+
+def _new_thread(saved: dict[str, Any]) -> str:
+    thread_id = uuid.uuid4().hex[:12]
+    saved["threads"][thread_id] = {"title": "", "created": time.time(), "turns": []}
+    return thread_id
+
+
+def _thread_choices(saved: dict[str, Any]) -> Any:
+    ordered = sorted(saved["threads"], key=lambda i: -saved["threads"][i]["created"])
+    return gr.Radio(choices=[(saved["threads"][i]["title"] or "New conversation", i) for i in ordered],
+                    value=saved["current"])
+
+
+def _plain_question(turn_html: str) -> str:
+    """The question of a rendered turn, as text, shortened for a list."""
+    found = re.search(r"<p class='question'><span class='label'>Question</span> (.*?)</p>", turn_html)
+    text = html.unescape(found.group(1)) if found else ""
+    return text if len(text) <= 60 else text[:57].rstrip() + "…"
+
 
 class _PageClosed(Exception):
     """Raised in the model's stream when the page that asked is gone, to stop the model."""
@@ -166,6 +239,7 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
     with gr.Blocks(title="Ask the articles", analytics_enabled=False) as app:
         register_api(workspace)  # first, so that the page's private events do not take its names
         turns = gr.State([])
+        saved_threads = gr.BrowserState({}, storage_key="rag-conversations")
         seen_version = gr.State("")
         gr.Markdown("# Ask the articles\nAnswers quote the indexed news articles and cite them; "
                     "click a marker such as [1] to see its source.")
@@ -199,6 +273,12 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                                         visible=workspace.llm_available)
                 conversation = gr.HTML(render_conversation([]), elem_id="conversation")
             with gr.Column(scale=2, min_width=300, elem_id="index-column"):
+                with gr.Accordion("Conversations", open=True, elem_id="threads"):
+                    thread_list = gr.Radio(choices=[], label="Kept in this browser", elem_id="thread-list")
+                    with gr.Row():
+                        new_thread = gr.Button("New conversation", size="sm", elem_id="new-thread")
+                        delete_thread = gr.Button("Delete this conversation", size="sm", variant="stop",
+                                                  elem_id="delete-thread")
                 gr.Markdown("## Index")
                 index_panel = gr.HTML(elem_id="index-panel")
                 files = gr.File(label="Add articles (.txt or .md)", file_count="multiple",
@@ -211,10 +291,18 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
         ask_outputs = [conversation, turns, question]
         ask_options: dict[str, Any] = dict(api_visibility="private", concurrency_id="ask",
                                            concurrency_limit=ASK_CONCURRENCY, show_progress="minimal")
-        gr.on([question.submit, ask_button.click], handlers.ask, ask_inputs, ask_outputs, **ask_options)
+        thread_options: dict[str, Any] = dict(api_visibility="private", show_progress="hidden", queue=False)
+        gr.on([question.submit, ask_button.click], handlers.ask, ask_inputs, ask_outputs, **ask_options).then(
+            handlers.keep, [turns, saved_threads], [saved_threads, thread_list], **thread_options)
         for button, text in zip(example_buttons, examples, strict=True):
             button.click(lambda text=text: text, None, question, api_visibility="private", queue=False).then(
-                handlers.ask, ask_inputs, ask_outputs, **ask_options)
+                handlers.ask, ask_inputs, ask_outputs, **ask_options).then(
+                handlers.keep, [turns, saved_threads], [saved_threads, thread_list], **thread_options)
+        thread_outputs = [conversation, turns, thread_list, saved_threads]
+        new_thread.click(handlers.new_thread, saved_threads, thread_outputs, **thread_options)
+        delete_thread.click(handlers.delete_thread, saved_threads, thread_outputs, **thread_options)
+        thread_list.input(handlers.switch_thread, [thread_list, saved_threads], thread_outputs, **thread_options)
+        app.load(handlers.restore, saved_threads, thread_outputs, **thread_options)
 
         rebuild_options: dict[str, Any] = dict(api_visibility="private", concurrency_id="rebuild",
                                                concurrency_limit=1, show_progress_on=files)

@@ -248,3 +248,22 @@ def test_named_endpoints_answer_gradio_client(url: str, tmp_path: Path) -> None:
                                 "message": "notes.txt: not valid UTF-8 at byte 0 (line 1); "
                                            "re-save the file as UTF-8"}]
     assert result["update"] is None
+
+
+def test_a_follow_up_is_answered_from_the_thread_and_a_reload_keeps_it(page: Page) -> None:
+    ask(page, "Who chaired the meeting at Hoa Lac?")
+    ask(page, "And when was it?")
+    newest = page.locator("#conversation .turn").first
+    expect(newest.locator(".corrections")).to_contain_text("Searched for: And when was it? (chaired meeting Hoa Lac)")
+    expect(newest.locator("li.source").first).to_contain_text(HOA_LAC_ARTICLE)
+    expect(page.locator("#thread-list")).to_contain_text("Who chaired the meeting at Hoa Lac?")
+
+    page.reload()
+    expect(page.locator("#conversation .turn")).to_have_count(2)
+    expect(page.locator("#conversation .turn").first.locator(".question")).to_contain_text("And when was it?")
+    screenshot(page, "follow-up-after-reload.png")
+
+    page.locator("#new-thread").click()
+    expect(page.locator("#conversation .turn")).to_have_count(0)
+    page.locator("#thread-list label", has_text="Who chaired the meeting at Hoa Lac?").click()
+    expect(page.locator("#conversation .turn")).to_have_count(2)
