@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag import Index, RagError
 from ui.api import ASK_CONCURRENCY, register_api
+from ui.library import render_article
 from ui.render import render_conversation, render_draft, render_error, render_index, render_turn, render_update
 from ui.workspace import Progress, Workspace
 
@@ -157,6 +158,42 @@ class Handlers:
     def index_html(self) -> str:
         return render_index(self.workspace.index.info(), self.workspace.index.articles())
 
+    def open_article(self, article_id: str | None) -> str:
+        """The library's article view: metadata and the file's text."""
+        if not article_id:
+            return ""
+        try:
+            info, text = self.workspace.article(article_id)
+        except RagError as error:
+            return render_error(str(error))
+        source = next(article["source"] for article in self.workspace.status()["articles"] if article["id"] == info.id)
+        return render_article(info, text, source)
+
+    def set_date(self, article_id: str | None, date: str | None) -> tuple[str, str, str, Any]:
+        """Date the chosen article from the page (stored beside the articles, not in its text)."""
+        if not article_id:
+            return render_error("Choose an article in the library first."), gr.skip(), gr.skip(), gr.skip()
+        try:
+            outcome = self.workspace.set_date(article_id, date)
+        except RagError as error:
+            return render_error(str(error)), gr.skip(), gr.skip(), gr.skip()
+        return (render_update(outcome.intake, outcome.report, outcome.message), self.index_html(),
+                self.open_article(article_id), gr.Dropdown(choices=self.article_choices()))
+
+    def remove_article(self, article_id: str | None, confirmed: bool) -> tuple[str, str, str, Any, bool]:
+        """Remove the chosen article, once confirmed: its file moves to removed/, the index updates."""
+        if not article_id:
+            return render_error("Choose an article in the library first."), gr.skip(), gr.skip(), gr.skip(), False
+        if not confirmed:
+            return (render_error("Tick “Yes, remove it” to confirm the removal."), gr.skip(), gr.skip(), gr.skip(),
+                    False)
+        try:
+            outcome = self.workspace.remove_article(article_id)
+        except RagError as error:
+            return render_error(str(error)), gr.skip(), gr.skip(), gr.skip(), False
+        return (render_update(outcome.intake, outcome.report, outcome.message), self.index_html(), "",
+                gr.Dropdown(choices=self.article_choices(), value=None), False)
+
     # Conversations ("threads") live in the reader's browser (gr.BrowserState), none on the server:
     # {"current": id, "threads": {id: {"title": first question, "created": time, "turns": [...]}}}.
 
@@ -281,6 +318,17 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                                                   elem_id="delete-thread")
                 gr.Markdown("## Index")
                 index_panel = gr.HTML(elem_id="index-panel")
+                with gr.Accordion("Library: read, date or remove an article", open=False, elem_id="library"):
+                    library_choice = gr.Dropdown(choices=[], value=None, label="Article (type to search titles and ids)",
+                                                 filterable=True, elem_id="library-choice")
+                    library_view = gr.HTML(elem_id="library-view")
+                    with gr.Row():
+                        article_date = gr.Textbox(label="Date (YYYY-MM-DD, empty to clear)", min_width=160,
+                                                  elem_id="article-date")
+                        set_date_button = gr.Button("Set date", size="sm", elem_id="set-date")
+                    with gr.Row():
+                        confirm_removal = gr.Checkbox(label="Yes, remove it", elem_id="confirm-removal")
+                        remove_button = gr.Button("Remove article", size="sm", variant="stop", elem_id="remove-article")
                 files = gr.File(label="Add articles (.txt or .md)", file_count="multiple",
                                 file_types=[".txt", ".md"], elem_id="upload")
                 rebuild_button = gr.Button("Rebuild from the articles folder", elem_id="rebuild")
@@ -316,7 +364,15 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                                                      **refresh_options)
         timer.tick(handlers.poll, seen_version, [rebuild_status, index_panel, articles, seen_version],
                    **refresh_options)
-        app.load(handlers.load, None, [index_panel, articles, seen_version], **refresh_options)
+        app.load(handlers.load, None, [index_panel, articles, seen_version], **refresh_options).then(
+            lambda: gr.Dropdown(choices=handlers.article_choices()), None, library_choice, **refresh_options)
+        library_choice.change(handlers.open_article, library_choice, library_view, **refresh_options)
+        set_date_button.click(handlers.set_date, [library_choice, article_date],
+                              [rebuild_status, index_panel, library_view, articles], **rebuild_options)
+        remove_button.click(handlers.remove_article, [library_choice, confirm_removal],
+                            [rebuild_status, index_panel, library_view, library_choice, confirm_removal],
+                            **rebuild_options).then(
+            lambda: gr.Dropdown(choices=handlers.article_choices()), None, articles, **refresh_options)
     return app
 
 

@@ -8,14 +8,25 @@ at the end: questions asked meanwhile are answered from the previous one.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import logging
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag import Index, IntakeResult, QueryError, RagError, UpdateReport, intake_articles
+from rag import (
+    ArticleInfo,
+    Index,
+    IntakeResult,
+    QueryError,
+    RagError,
+    UpdateReport,
+    intake_articles,
+    read_article,
+)
+from rag.text.articles import set_article_date
+from rag.text.intake import remove_article
 
 if TYPE_CHECKING:
     from rag import Answer, Hit
@@ -34,10 +45,14 @@ class RebuildOutcome:
     error: str | None
     finished_at: dt.datetime
     articles: int
+    note: str = ""  # what was done to the articles folder first (an article moved out, say)
 
     @property
     def message(self) -> str:
         """One line for the page: did the index switch, and to what."""
+        return " ".join(filter(None, (self.note, self._result())))
+
+    def _result(self) -> str:
         when = self.finished_at.strftime("%H:%M:%S")
         if self.error is not None:
             return (f"Rebuild failed at {when}: {self.error}. Questions are still answered from "
@@ -107,6 +122,28 @@ class Workspace:
     def rebuild(self, progress: Progress | None = None) -> RebuildOutcome:
         """Index what changed in the seeds folder, e.g. files copied there by other means."""
         return self._rebuild((), progress)
+
+    def article(self, article_id: str) -> tuple[ArticleInfo, str]:
+        """An indexed article's record and its file's text, to read on the page."""
+        found = {article.id: article for article in self.index.articles()}.get(article_id)
+        if found is None:
+            raise QueryError(f"no article {article_id!r} in the index: pick one from the library")
+        return found, read_article(Path(found.source), self.index.config).text
+
+    def remove_article(self, article_id: str) -> RebuildOutcome:
+        """Move the article's file to removed/ beside the articles folder, then update the index."""
+        info, _ = self.article(article_id)
+        moved = remove_article(info.source, self.seeds_dir)
+        outcome = self._rebuild((), None)
+        return replace(outcome, note=f"{info.title} was moved to {moved.parent.name}/{moved.name}.")
+
+    def set_date(self, article_id: str, date: str | None) -> RebuildOutcome:
+        """Date an article (or clear the date set) in the folder's articles.meta.json, then update."""
+        info, _ = self.article(article_id)
+        if Path(info.source).parent.resolve() != self.seeds_dir.resolve():
+            raise QueryError(f"{info.title} is not in the articles folder; only its articles can be dated here")
+        set_article_date(self.seeds_dir, article_id, parse_date(date, "the article's date"))
+        return self._rebuild((), None)
 
     def _rebuild(self, intake: tuple[IntakeResult, ...], progress: Progress | None) -> RebuildOutcome:
         try:

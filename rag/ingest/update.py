@@ -8,6 +8,7 @@ snapshot swap, so a crash at any point leaves the previous index live.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -207,7 +208,7 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
             report.failed.append(
                 f"{article.source}: article id {article.id!r} is already indexed from {old['source']}; "
                 "rename one of the files (an article's id is its file name without the extension)")
-        elif old is None or old["content_hash"] != article.content_hash:
+        elif old is None or old["content_hash"] != article.content_hash or old["date"] != _iso(article.date):
             (report.added if old is None else report.updated).append(article.id)
             to_embed.append(article)
             entries[article.id] = _entry(article)
@@ -244,10 +245,14 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
     return report, snapshot
 
 
+def _iso(date: dt.date | None) -> str | None:
+    return date.isoformat() if date else None
+
+
 def _entry(article: Article) -> dict[str, Any]:
     return {
         "title": article.title,
-        "date": article.date.isoformat() if article.date else None,
+        "date": _iso(article.date),
         "source": str(article.source),
         "content_hash": article.content_hash,
     }

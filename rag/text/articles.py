@@ -14,11 +14,12 @@ import codecs
 import datetime as dt
 import errno
 import hashlib
+import json
 import logging
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rag.config import Config
@@ -29,6 +30,8 @@ from rag.text.sentences import split_sentences
 log = logging.getLogger(__name__)
 
 ARTICLE_SUFFIXES = frozenset({".txt", ".md"})
+META_FILE = "articles.meta.json"
+"""Beside the articles: dates set from the page for articles whose text gives none (or a wrong one)."""
 
 _BYTE_ORDER_MARKS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
     (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
@@ -65,16 +68,26 @@ def load_articles(paths: list[Path], config: Config, follow_links: bool = False)
     """Read every article file under `paths` (files or folders); one bad file never stops the rest.
 
     A link in a folder is read only if it resolves inside that folder, unless `follow_links`:
-    otherwise a link to /etc/passwd dropped into the folder would become searchable.
+    otherwise a link to /etc/passwd dropped into the folder would become searchable. A
+    folder's `articles.meta.json` gives dates to its articles (`set_article_date`).
     """
     report = LoadReport()
     seen: dict[str, Path] = {}
+    dates: dict[Path, dict[str, dt.date]] = {}
     for path in _article_files(paths, report, follow_links):
+        if path.parent not in dates:
+            try:
+                dates[path.parent] = article_dates(path.parent)
+            except ArticleError as error:  # the articles keep the dates their text gives
+                report.failures[path.parent / META_FILE] = str(error)
+                dates[path.parent] = {}
         try:
             article = read_article(path, config)
         except ArticleError as error:
             report.failures[path] = str(error)
             continue
+        if article.id in dates[path.parent]:
+            article = replace(article, date=dates[path.parent][article.id])
         if article.id in seen:
             report.failures[path] = (
                 f"{path}: article id {article.id!r} is also used by {seen[article.id]}; "
@@ -84,6 +97,35 @@ def load_articles(paths: list[Path], config: Config, follow_links: bool = False)
         seen[article.id] = path
         report.articles.append(article)
     return report
+
+
+def article_dates(folder: Path) -> dict[str, dt.date]:
+    """The dates set for a folder's articles in its META_FILE (none if there is none)."""
+    path = folder / META_FILE
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise ArticleError(f"{_as_text(path)} is not readable JSON ({error}): fix or delete it") from error
+    try:
+        return {article_id: dt.date.fromisoformat(entry["date"]) for article_id, entry in entries.items()}
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ArticleError(f'{_as_text(path)} must map article ids to {{"date": "YYYY-MM-DD"}} ({error})') from error
+
+
+def set_article_date(folder: Path, article_id: str, date: dt.date | None) -> None:
+    """Give an article a date (None: forget it) in the folder's META_FILE, never by rewriting
+    the article's text; the next update picks it up. Written whole and renamed into place."""
+    dates = article_dates(folder)
+    if date is None:
+        dates.pop(article_id, None)
+    else:
+        dates[article_id] = date
+    pending = folder / f".{META_FILE}.{os.getpid()}"
+    pending.write_text(json.dumps({key: {"date": value.isoformat()} for key, value in sorted(dates.items())},
+                                  indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(pending, folder / META_FILE)
 
 
 def _article_files(paths: list[Path], report: LoadReport, follow_links: bool) -> list[Path]:
@@ -106,6 +148,8 @@ def _article_files(paths: list[Path], report: LoadReport, follow_links: bool) ->
             report.failures[path] = f"{_as_text(path)}: no such file or folder"
             continue
         for entry, within in entries:
+            if within and entry.name == META_FILE:
+                continue  # the folder's article dates, read with its articles
             reason = _skip_reason(entry, within, follow_links)
             if reason:
                 report.skipped.append(f"{_as_text(entry)}: skipped, {reason}")

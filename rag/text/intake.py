@@ -24,6 +24,9 @@ from typing import Any, Literal
 from rag.text.articles import ARTICLE_SUFFIXES, read_article
 from rag.config import Config
 from rag.errors import ArticleError
+
+REMOVED_DIR = "removed"
+"""Beside the articles folder: where articles removed from the page are moved."""
 from rag.records import Article
 
 IntakeStatus = Literal["added", "unchanged", "refused"]
@@ -164,3 +167,21 @@ def _write_new(target: Path, raw: bytes) -> bool:
     finally:
         os.unlink(temporary)
     return True
+
+
+def remove_article(source: str | Path, seeds_dir: str | Path) -> Path:
+    """Move an article file out of the articles folder into `removed/` beside it (never
+    deleted: a removal is undone by moving the file back); return where it went. The next
+    update drops the article from the index."""
+    source, seeds_dir = Path(source), Path(seeds_dir)
+    if source.parent.resolve() != seeds_dir.resolve() or not source.is_file():
+        raise ArticleError(f"{source.name} is not a file of the articles folder {seeds_dir}; "
+                           "only articles added there can be removed from the page")
+    removed = seeds_dir.parent / REMOVED_DIR
+    removed.mkdir(exist_ok=True)
+    target, number = removed / source.name, 1
+    while target.exists():  # an article removed before under the same name is kept too
+        number += 1
+        target = removed / f"{source.stem}.{number}{source.suffix}"
+    os.replace(source, target)
+    return target
