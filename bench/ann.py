@@ -8,7 +8,7 @@ For the chunk vectors (searched at depth 100, as retrieval does) and the sentenc
 used it before (4·√n lists, 1/8 probed), IVF over 8-bit and 16-bit codes, and HNSW graphs
 (M 16 and 32) at a few efSearch values. Prints p50/p95 in ms, recall@10 and recall@depth
 against exact search, and build seconds. This is how the graph and its settings were chosen
-(docs/performance.md).
+(docs/performance.md, "Vector search"; bench/results/ann-scifact.log).
 
 `--grow-to N` measures at N chunks without building such an index: the index's vectors are
 repeated, each copy moved off its original by Gaussian noise of norm `--noise` (default 1.0)

@@ -384,7 +384,7 @@ def serve(index: Index, seeds_dir: Path, host: str = "127.0.0.1", port: int = 78
     app = build_app(index, seeds_dir).queue()
     # What is loaded by now (modules, the index) lives as long as the server. Frozen, the
     # collector stops rescanning it: a full collection otherwise held one search in about 300
-    # for 90-120 ms at 100k chunks (docs/performance.md). Updates leave no cyclic garbage
+    # for 90-120 ms at 100k chunks (measured in an earlier run: git log -p docs/performance.md). Updates leave no cyclic garbage
     # (tests/test_index.py), so nothing frozen outlives its use.
     gc.freeze()
     app.launch(

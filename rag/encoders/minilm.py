@@ -187,7 +187,7 @@ class _OnnxRunner:
     A lone batch (a query) runs on one session using every core: the lowest latency. Several
     batches run in parallel, each on a single-threaded session, one session per core: a
     two-thread session spends much of a small batch waiting for its other thread, and two
-    one-thread sessions encode about 1.6 times the word pieces a second (docs/performance.md).
+    one-thread sessions encode about 1.6 times the word pieces a second (an earlier run: git log -p docs/performance.md).
     A text goes through the same kernels either way, so its vector does not change
     (tests/test_encoders.py).
     """

@@ -7,7 +7,7 @@ written out as plain operators), and int8 is that export with onnxruntime's BERT
 matrix products and attentions quantised dynamically (QUInt8 weights, per channel) and its
 embedding table left in fp32. Fused, a query encodes about 15% faster; indexing, with both
 cores busy, is no faster. Quantising the embedding table as well lost 0.007 dense nDCG@10 on
-SciFact (docs/performance.md). The cache
+SciFact (an earlier run: git log -p docs/performance.md). The cache
 folder is keyed by a hash of the model's files and of this recipe, so a changed model or
 recipe exports afresh; files appear by atomic rename, so a crash leaves no half-written model.
 sentence-transformers' own ONNX backend needs optimum-onnx, which does not install beside
