@@ -638,3 +638,25 @@ def test_updates_and_searches_leave_no_cyclic_garbage(fake_index, seeds_copy):
         gc.set_debug(0)
         gc.garbage.clear()
     assert garbage == []
+
+
+def test_a_long_article_reports_progress_as_it_is_read_and_gets_the_same_vectors(tmp_path: Path) -> None:
+    """Encoded in slices of whole chunks (the heading and a shared sentence repeated), an
+    article's vectors are those of encoding it in one call; progress moves slice by slice."""
+    from rag.ingest.encode import embed_articles
+    from rag.text.articles import parse_article
+    from rag.text.chunking import split_article
+
+    body = " ".join(f"The yard delivered patrol ship number {n} to the navy in spring." for n in range(400))
+    article = parse_article("Shipyard deliveries\n\n" + body, "long", tmp_path / "long.txt", "hash")
+    embedder, config = HashingEmbedder(), Config()
+    split = split_article(article, embedder.count_tokens, embedder.max_tokens, config)
+    seen: list[tuple[int, int]] = []
+
+    chunk_vectors, sentence_vectors = embed_articles([article], [split], embedder,
+                                                     lambda done, total: seen.append((done, total)))
+
+    texts = [article.heading] + [article.text[start:end] for start, end in split.sentences]
+    whole, pooled = embedder.embed_pooled(texts, [[0, *(1 + i for i in members)] for members in split.chunk_sentences])
+    assert np.allclose(chunk_vectors, pooled) and np.allclose(sentence_vectors, whole[1:])
+    assert len({done for done, _ in seen}) >= 5 and seen[-1][0] == seen[-1][1]

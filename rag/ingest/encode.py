@@ -7,6 +7,7 @@ sentences' token embeddings, so every word piece of an article is read by the mo
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,47 +24,84 @@ matrix products run at full speed on CPU, few enough that progress moves every s
 and that padding to the longest text in a batch wastes little."""
 
 
+@dataclass(frozen=True)
+class _Slice:
+    """Consecutive chunks of one article, encoded in one call with its heading and their
+    sentences (`sentences`: indices in the article, ascending, each once)."""
+
+    article: int
+    chunks: range
+    sentences: tuple[int, ...]
+
+    @property
+    def texts(self) -> int:
+        return 1 + len(self.sentences)
+
+
 def embed_articles(articles: list[Article], split: list[ChunkedArticle], embedder: Embedder,
                    progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors of every chunk and of every sentence, in the order of `split`, encoded a few
-    articles at a time, reporting progress in texts encoded."""
-    sizes = [len(part.sentences) + 1 for part in split]  # its heading and its sentences
-    done, total = 0, sum(sizes)
+    """Vectors of every chunk and of every sentence, in the order of `split`, reporting progress
+    in texts encoded. Small articles are encoded a few at a time; a long one in slices of
+    whole chunks, so that progress moves while it is read (a slice repeats the heading, and a
+    sentence two slices' chunks share: the same text gives the same vector)."""
+    slices = [piece for number, part in enumerate(split) for piece in _slices(number, part)]
+    done, total = 0, sum(piece.texts for piece in slices)
+    chunk_offsets = np.cumsum([0, *(len(part.chunks) for part in split)])
+    sentence_offsets = np.cumsum([0, *(len(part.sentences) for part in split)])
     # filled in place, not concatenated from parts: at a million chunks each copy is gigabytes
-    chunk_vectors = np.empty((sum(len(part.chunks) for part in split), embedder.dim), dtype=np.float32)
-    sentence_vectors = np.empty((sum(len(part.sentences) for part in split), embedder.dim), dtype=np.float32)
+    chunk_vectors = np.empty((int(chunk_offsets[-1]), embedder.dim), dtype=np.float32)
+    sentence_vectors = np.empty((int(sentence_offsets[-1]), embedder.dim), dtype=np.float32)
     if progress:
         progress(0, total)
-    start = chunk_row = sentence_row = 0
-    while start < len(split):
+    start = 0
+    while start < len(slices):
         end, batch = start, 0
-        while end < len(split) and (end == start or batch < EMBED_BATCH):  # whole articles
-            batch += sizes[end]
+        while end < len(slices) and (end == start or batch + slices[end].texts <= EMBED_BATCH):
+            batch += slices[end].texts
             end += 1
-        chunk_part, sentence_part = _encode(articles[start:end], split[start:end], embedder)
-        chunk_vectors[chunk_row:chunk_row + len(chunk_part)] = chunk_part
-        sentence_vectors[sentence_row:sentence_row + len(sentence_part)] = sentence_part
-        chunk_row, sentence_row = chunk_row + len(chunk_part), sentence_row + len(sentence_part)
+        chunk_part, sentence_part = _encode(slices[start:end], articles, split, embedder)
+        chunk_rows = [int(chunk_offsets[piece.article]) + c for piece in slices[start:end] for c in piece.chunks]
+        sentence_rows = [int(sentence_offsets[piece.article]) + i for piece in slices[start:end]
+                         for i in piece.sentences]
+        chunk_vectors[chunk_rows] = chunk_part
+        sentence_vectors[sentence_rows] = sentence_part
         done += batch
         if progress:
             progress(done, total)
         start = end
-    return chunk_vectors[:chunk_row], sentence_vectors[:sentence_row]
+    return chunk_vectors, sentence_vectors
 
 
-def _encode(articles: list[Article], split: list[ChunkedArticle],
-                      embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
-    """Each heading and sentence encoded once; a chunk's vector pools its heading's and its
-    sentences' token embeddings (every word piece of the article read once)."""
+def _slices(number: int, part: ChunkedArticle) -> list[_Slice]:
+    """An article's chunks in runs whose heading and sentences fit EMBED_BATCH texts (a run
+    holds at least one chunk)."""
+    slices: list[_Slice] = []
+    first, held = 0, dict[int, None]()
+    for chunk, members in enumerate(part.chunk_sentences):
+        if chunk > first and 1 + len(held | dict.fromkeys(members)) > EMBED_BATCH:
+            slices.append(_Slice(number, range(first, chunk), tuple(sorted(held))))
+            first, held = chunk, {}
+        held |= dict.fromkeys(members)
+    if part.chunks:
+        slices.append(_Slice(number, range(first, len(part.chunks)), tuple(sorted(held))))
+    return slices
+
+
+def _encode(slices: list[_Slice], articles: list[Article], split: list[ChunkedArticle],
+            embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
+    """One encoder call for the slices: each heading and sentence encoded once; a chunk's
+    vector pools its heading's and its sentences' token embeddings. Returns the slices' chunk
+    vectors and sentence vectors, in the slices' order."""
     texts: list[str] = []
     groups: list[list[int]] = []
     sentence_rows: list[int] = []
-    for article, part in zip(articles, split, strict=True):
+    for piece in slices:
+        article, part = articles[piece.article], split[piece.article]
         title_row = len(texts)
         texts.append(article.heading)
-        first = len(texts)
-        texts += [article.text[start:end] for start, end in part.sentences]
-        sentence_rows += range(first, len(texts))
-        groups += [[title_row, *(first + i for i in members)] for members in part.chunk_sentences]
+        row_of = {sentence: len(texts) + i for i, sentence in enumerate(piece.sentences)}
+        texts += [article.text[start:end] for start, end in (part.sentences[i] for i in piece.sentences)]
+        sentence_rows += row_of.values()
+        groups += [[title_row, *(row_of[i] for i in part.chunk_sentences[chunk])] for chunk in piece.chunks]
     vectors, chunk_vectors = embedder.embed_pooled(texts, groups)
     return chunk_vectors, vectors[sentence_rows]
