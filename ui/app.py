@@ -294,10 +294,12 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                                        for text in examples]
                 with gr.Accordion("Filters", open=False, elem_id="filters"):
                     with gr.Row():
-                        date_from = gr.DateTime(label="From", include_time=False, type="string",
-                                                min_width=140, elem_id="date-from")
-                        date_to = gr.DateTime(label="To", include_time=False, type="string",
-                                              min_width=140, elem_id="date-to")
+                        # Text, not a date picker: "March 2025" or "2025" is read as a range bound
+                        # (ui.workspace.parse_date), and a date it cannot read is refused in words.
+                        date_from = gr.Textbox(label="From", placeholder="2025-03-15, March 2025 or 2025",
+                                               max_lines=1, min_width=140, elem_id="date-from")
+                        date_to = gr.Textbox(label="To", placeholder="2025-03-31, March 2025 or 2025",
+                                             max_lines=1, min_width=140, elem_id="date-to")
                     include_undated = gr.Checkbox(label="With a date range, also search undated articles")
                     articles = gr.Dropdown(choices=[], value=[], multiselect=True,
                                            label="Search only these articles (all when empty)",

@@ -267,3 +267,37 @@ def test_a_follow_up_is_answered_from_the_thread_and_a_reload_keeps_it(page: Pag
     expect(page.locator("#conversation .turn")).to_have_count(0)
     page.locator("#thread-list label", has_text="Who chaired the meeting at Hoa Lac?").click()
     expect(page.locator("#conversation .turn")).to_have_count(2)
+
+
+def test_a_month_only_range_says_which_undated_articles_it_left_out(page: Page) -> None:
+    page.locator("#filters").click()
+    page.locator("#date-from input").fill("March 2025")
+    page.locator("#date-to input").fill("March 2025")
+
+    ask(page, "Who chaired the meeting at Hoa Lac?")
+
+    notice = page.locator("#conversation .turn").first.locator(".notice")
+    expect(notice).to_contain_text("article(s) of unknown date")
+    expect(notice).to_contain_text(HOA_LAC_ARTICLE)
+    dates = page.locator("#conversation .turn").first.locator(".source-head .date").all_inner_texts()
+    assert dates and all(date.startswith("2025-03") for date in dates)  # the whole month, and only it
+
+
+def test_the_library_opens_an_article_and_removes_one_after_confirmation(page: Page, seeds: Path) -> None:
+    """Last in this module: it removes a seed from the served copy."""
+    article_id = "000_74a00811c9a9f887"
+    page.locator("#library").click()
+    page.locator("#library-choice input").click()
+    page.keyboard.type(article_id)  # the list filters by title or id
+    page.get_by_role("option", name=re.compile(article_id)).click()
+    expect(page.locator("#library-view .library-article h3")).to_be_visible()
+    expect(page.locator("#library-view .meta")).to_contain_text(f"{article_id} · file {article_id}.txt")
+
+    page.locator("#remove-article").click()
+    expect(page.locator("#rebuild-status")).to_contain_text("Yes, remove it")
+    assert (seeds / f"{article_id}.txt").exists()
+    page.locator("#confirm-removal input").check()
+    page.locator("#remove-article").click()
+    expect(page.locator("#rebuild-status")).to_contain_text("was moved to removed/", timeout=60_000)
+    assert not (seeds / f"{article_id}.txt").exists() and (seeds.parent / "removed" / f"{article_id}.txt").exists()
+    expect(page.locator("#index-panel")).not_to_contain_text(article_id)
