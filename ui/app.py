@@ -304,12 +304,14 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                     articles = gr.Dropdown(choices=[], value=[], multiselect=True,
                                            label="Search only these articles (all when empty)",
                                            elem_id="article-filter")
-                    with gr.Row():
-                        k = gr.Slider(1, 20, value=index.config.answer_passages, step=1, label="Passages to retrieve", min_width=200)
-                        mode = gr.Radio([("Extractive: quotes from the articles", "extractive"),
-                                         ("LLM: written by a model, checked against the sources", "llm")],
-                                        value="extractive", label="Answer mode",
-                                        visible=workspace.llm_available)
+                    # No "passages to retrieve" control: answers read the configured number
+                    # (Config.answer_passages) and a reader saw no difference moving it.
+                    k = gr.State(index.config.answer_passages)
+                    mode = gr.Radio([("Extractive: quotes from the articles", "extractive"),
+                                     ("LLM: written by a model, checked against the sources", "llm")],
+                                    value="extractive", label="Answer mode",
+                                    info="LLM answers are slower; every sentence is checked against the articles.",
+                                    visible=workspace.llm_available)
                 conversation = gr.HTML(render_conversation([]), elem_id="conversation")
             with gr.Column(scale=2, min_width=300, elem_id="index-column"):
                 with gr.Accordion("Conversations", open=True, elem_id="threads"):
