@@ -314,6 +314,9 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                                     visible=workspace.llm_available)
                 conversation = gr.HTML(render_conversation([]), elem_id="conversation")
             with gr.Column(scale=2, min_width=300, elem_id="index-column"):
+                # first in the column: what an upload, rebuild, dating or removal did is seen
+                # without scrolling, on a 900 px screen too
+                rebuild_status = gr.HTML(elem_id="rebuild-status")
                 with gr.Accordion("Conversations", open=True, elem_id="threads"):
                     thread_list = gr.Radio(choices=[], label="Kept in this browser", elem_id="thread-list")
                     with gr.Row():
@@ -336,7 +339,6 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                 files = gr.File(label="Add articles (.txt or .md)", file_count="multiple",
                                 file_types=[".txt", ".md"], elem_id="upload")
                 rebuild_button = gr.Button("Rebuild from the articles folder", elem_id="rebuild")
-                rebuild_status = gr.HTML(elem_id="rebuild-status")
         timer = gr.Timer(POLL_SECONDS)
 
         ask_inputs = [question, date_from, date_to, include_undated, articles, k, mode, turns]
