@@ -1,21 +1,27 @@
 """HTML for the page, from the `rag` records. Pure functions: every value is escaped here.
 
 Markers link to their source inside the same turn (`#turn-3-source-2`), so a click scrolls
-the cited passage into view without any script.
+the quoted sentence into view without any script. Sources are compact cards: the article's
+title, date and id, the quoted sentences, and the whole passage folded in a <details>.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from rag.text.normalize import terms
+from rag.text.sentences import split_sentences
 
 if TYPE_CHECKING:
     from rag import (Answer, AnswerSentence, ArticleInfo, Citation, IntakeResult, RelatedPassage,
                      UpdateReport)
 
 ABSTENTION = "The indexed articles do not answer this."
+SNIPPET_CHARS = 240
+"""The longest sentence shown of a related passage before its card is opened."""
 
 
 def date_label(date: dt.date | None) -> str:
@@ -41,7 +47,7 @@ def render_turn(answer: Answer, turn: int) -> str:
         parts.append(f"<p class='notice'>{_escape(answer.notice)}</p>")
     if answer.abstained:
         parts.append(f"<p class='abstention'>{ABSTENTION}</p>")
-        parts.append(_related(answer.related))
+        parts.append(_related(answer.related, answer.searched_for or answer.question))
     else:
         parts.append(f"<div class='answer {answer.outcome}'>{_answer_text(answer, turn)}</div>")
         parts.append(_sources(answer.citations, turn))
@@ -81,7 +87,8 @@ def _marker(turn: int, n: int) -> str:
 
 
 def _sources(citations: Sequence[Citation], turn: int) -> str:
-    """Citations grouped by article, then by passage, each quote highlighted in its passage."""
+    """One compact card per cited article: its title, date and id, then the quoted sentences,
+    each in a <mark> that carries its marker's anchor; the whole passage opens on demand."""
     if not citations:
         return ""
     articles: dict[str, dict[str, list[Citation]]] = {}
@@ -92,9 +99,10 @@ def _sources(citations: Sequence[Citation], turn: int) -> str:
         first = next(iter(passages.values()))[0]
         numbers = " ".join(f"[{c.n}]" for cited in passages.values() for c in cited)
         items.append(
-            f"<li class='source' data-article-id='{_escape(first.article_id)}'>"
+            f"<li class='source card' data-article-id='{_escape(first.article_id)}'>"
             + _article_head(first.article_id, first.title, first.date, numbers)
-            + "".join(_passage(cited, turn) for cited in passages.values())
+            + "".join(_quotes(cited, turn) for cited in passages.values())
+            + _more(passages.values())
             + "</li>"
         )
     return f"<section class='sources'><h4>Sources</h4><ul>{''.join(items)}</ul></section>"
@@ -103,41 +111,92 @@ def _sources(citations: Sequence[Citation], turn: int) -> str:
 def _article_head(article_id: str, title: str, date: dt.date | None, numbers: str = "") -> str:
     numbers = f"<span class='numbers'>{numbers}</span> " if numbers else ""
     return (f"<p class='source-head'>{numbers}<b class='title'>{_escape(title)}</b> "
-            f"<span class='date'>{date_label(date)}</span> "
-            f"<code class='article-id'>{_escape(article_id)}</code></p>")
+            f"<span class='about'><span class='date'>{date_label(date)}</span> "
+            f"<code class='article-id' title='article file'>{_escape(article_id)}</code></span></p>")
 
 
-def _passage(citations: list[Citation], turn: int) -> str:
-    """The passage with each citation's quote in a <mark> that carries the marker's anchor and the
-    quote's offsets in the article file."""
+def _quotes(citations: list[Citation], turn: int) -> str:
+    """The quoted sentences of one passage, in article order, each marked with the anchor its
+    marker links to; a quote inside one already shown gets its anchor right after that one."""
+    out: list[str] = []
+    shown_until = None
+    for citation in sorted(citations, key=lambda c: (c.start, c.end)):
+        anchor = source_anchor(turn, citation.n)
+        if shown_until is not None and citation.start < shown_until:
+            out.append(f"<span id='{anchor}'></span>")
+            continue
+        if shown_until is not None:
+            gap = citation.passage[shown_until - citation.passage_start:citation.start - citation.passage_start]
+            out.append(" " if not gap.strip() else " … ")
+        out.append(_mark(citation, anchor))
+        shown_until = citation.end
+    return f"<p class='quote'>{''.join(out)}</p>"
+
+
+def _more(passages: Iterable[list[Citation]]) -> str:
+    """The cited passages in full, folded: each quote highlighted where it stands."""
+    blocks = [_passage(cited) for cited in passages]
+    label = "Full passage" if len(blocks) == 1 else f"Full passages ({len(blocks)})"
+    return f"<details class='more'><summary>{label}</summary>{''.join(blocks)}</details>"
+
+
+def _mark(citation: Citation, anchor: str | None = None) -> str:
+    """The quote in a <mark> with its number and its offsets in the article file."""
+    anchor_id = f"id='{anchor}' " if anchor else ""
+    text = citation.passage[citation.start - citation.passage_start:citation.end - citation.passage_start]
+    return (f"<mark {anchor_id}data-n='{citation.n}' data-start='{citation.start}' data-end='{citation.end}'>"
+            f"{_escape(text)}</mark>")
+
+
+def _passage(citations: list[Citation]) -> str:
+    """The passage with each citation's quote in a <mark> (the anchors are on the quotes shown
+    above it, which stay visible when the passage is folded)."""
     passage, offset = citations[0].passage, citations[0].passage_start
     out, position = [], 0
     for citation in sorted(citations, key=lambda c: (c.start, c.end)):
         start, end = citation.start - offset, citation.end - offset
-        if start < position:  # overlaps the quote just marked: anchor it right after that one
-            out.append(f"<span id='{source_anchor(turn, citation.n)}'></span>")
+        if start < position:  # inside the quote just marked
             continue
         out.append(_escape(passage[position:start]))
-        out.append(f"<mark id='{source_anchor(turn, citation.n)}' data-n='{citation.n}' "
-                   f"data-start='{citation.start}' data-end='{citation.end}'>"
-                   f"{_escape(passage[start:end])}</mark>")
+        out.append(_mark(citation))
         position = end
     out.append(_escape(passage[position:]))
     return f"<blockquote class='passage'>{''.join(out)}</blockquote>"
 
 
-def _related(related: Sequence[RelatedPassage]) -> str:
+def _related(related: Sequence[RelatedPassage], question: str) -> str:
+    """Related passages as compact cards, one per article: the sentence of each passage closest
+    to the question, the whole passage folded under it."""
     if not related:
         return ""
-    items = "".join(
-        f"<li data-article-id='{_escape(passage.article_id)}'>"
-        f"{_article_head(passage.article_id, passage.title, passage.date)}"
-        f"<blockquote class='passage'>{_escape(passage.text)}</blockquote></li>"
-        for passage in related
-    )
+    articles: dict[str, list[RelatedPassage]] = {}
+    for passage in related:
+        articles.setdefault(passage.article_id, []).append(passage)
+    wanted = set(terms(question))
+    items = []
+    for passages in articles.values():
+        first = passages[0]
+        snippets = "".join(f"<p class='quote'>{_escape(_closest_sentence(p.text, wanted))}</p>" for p in passages)
+        label = "Full passage" if len(passages) == 1 else f"Full passages ({len(passages)})"
+        blocks = "".join(f"<blockquote class='passage'>{_escape(p.text)}</blockquote>" for p in passages)
+        items.append(f"<li class='card' data-article-id='{_escape(first.article_id)}'>"
+                     f"{_article_head(first.article_id, first.title, first.date)}{snippets}"
+                     f"<details class='more'><summary>{label}</summary>{blocks}</details></li>")
     return ("<section class='related'><h4>Related passages</h4>"
             "<p class='hint'>Closest passages found; they do not answer the question.</p>"
-            f"<ul>{items}</ul></section>")
+            f"<ul>{''.join(items)}</ul></section>")
+
+
+def _closest_sentence(text: str, wanted: set[str]) -> str:
+    """The sentence of `text` sharing the most words with the question (the first on a tie),
+    shortened to SNIPPET_CHARS at a space."""
+    spans = split_sentences(text) or [(0, len(text))]
+    start, end = max(spans, key=lambda span: len(wanted.intersection(terms(text[span[0]:span[1]]))))
+    sentence = text[start:end]
+    if len(sentence) <= SNIPPET_CHARS:
+        return sentence
+    cut = sentence.rfind(" ", 0, SNIPPET_CHARS)
+    return sentence[:cut if cut > 0 else SNIPPET_CHARS].rstrip() + "…"
 
 
 def _meta(answer: Answer) -> str:
