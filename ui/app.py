@@ -40,6 +40,15 @@ STYLE = Path(__file__).with_name("style.css")
 POLL_SECONDS = 5.0
 """How often an open page checks whether another session or client rebuilt the index."""
 
+OPEN_CITED_JS = """element.addEventListener('click', (event) => {
+  const link = event.target.closest('a.open-article');
+  if (!link) return;
+  event.preventDefault();
+  trigger('select', {article: link.dataset.articleId, start: link.dataset.start, end: link.dataset.end});
+});"""
+"""Turns a click on a source's "Read the whole article" into the conversation's select event."""
+SCROLL_TO_MARK = "() => { document.getElementById('library-mark')?.scrollIntoView({block: 'center'}); }"
+
 EXAMPLES_FILE = Path(__file__).with_name("examples.json")
 """Example questions by the id of the article that answers them (the seeds'), each shown only
 when the index holds its article: data beside the page, not code."""
@@ -158,8 +167,8 @@ class Handlers:
     def index_html(self) -> str:
         return render_index(self.workspace.index.info(), self.workspace.index.articles())
 
-    def open_article(self, article_id: str | None) -> str:
-        """The library's article view: metadata and the file's text."""
+    def open_article(self, article_id: str | None, highlight: tuple[int, int] | None = None) -> str:
+        """The library's article view: metadata and the file's text, a quote highlighted."""
         if not article_id:
             return ""
         try:
@@ -167,7 +176,17 @@ class Handlers:
         except RagError as error:
             return render_error(str(error))
         source = next(article["source"] for article in self.workspace.status()["articles"] if article["id"] == info.id)
-        return render_article(info, text, source)
+        return render_article(info, text, source, highlight)
+
+    def open_cited(self, event: gr.EventData) -> tuple[str, Any, Any]:
+        """"Read the whole article" under a source: the library opens on it, the quote highlighted."""
+        article_id = getattr(event, "article", None)
+        try:
+            start, end = int(getattr(event, "start", "")), int(getattr(event, "end", ""))
+        except (TypeError, ValueError):
+            return gr.skip(), gr.skip(), gr.skip()
+        return (self.open_article(article_id, (start, end)), gr.Accordion(open=True),
+                gr.Dropdown(value=article_id))
 
     def set_date(self, article_id: str | None, date: str | None) -> tuple[str, str, str, Any]:
         """Date the chosen article from the page (stored beside the articles, not in its text)."""
@@ -312,7 +331,7 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                                     value="extractive", label="Answer mode",
                                     info="LLM answers are slower; every sentence is checked against the articles.",
                                     visible=workspace.llm_available)
-                conversation = gr.HTML(render_conversation([]), elem_id="conversation")
+                conversation = gr.HTML(render_conversation([]), elem_id="conversation", js_on_load=OPEN_CITED_JS)
             with gr.Column(scale=2, min_width=300, elem_id="index-column"):
                 # first in the column: what an upload, rebuild, dating or removal did is seen
                 # without scrolling, on a 900 px screen too
@@ -325,7 +344,8 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                                                   elem_id="delete-thread")
                 gr.Markdown("## Index")
                 index_panel = gr.HTML(elem_id="index-panel")
-                with gr.Accordion("Library: read, date or remove an article", open=False, elem_id="library"):
+                with gr.Accordion("Library: read, date or remove an article", open=False,
+                                  elem_id="library") as library:
                     library_choice = gr.Dropdown(choices=[], value=None, label="Article (type to search titles and ids)",
                                                  filterable=True, elem_id="library-choice")
                     library_view = gr.HTML(elem_id="library-view")
@@ -372,7 +392,9 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                    **refresh_options)
         app.load(handlers.load, None, [index_panel, articles, seen_version], **refresh_options).then(
             lambda: gr.Dropdown(choices=handlers.article_choices()), None, library_choice, **refresh_options)
-        library_choice.change(handlers.open_article, library_choice, library_view, **refresh_options)
+        library_choice.input(handlers.open_article, library_choice, library_view, **refresh_options)
+        conversation.select(handlers.open_cited, None, [library_view, library, library_choice],
+                            **refresh_options).then(None, js=SCROLL_TO_MARK)
         set_date_button.click(handlers.set_date, [library_choice, article_date],
                               [rebuild_status, index_panel, library_view, articles], **rebuild_options)
         remove_button.click(handlers.remove_article, [library_choice, confirm_removal],

@@ -103,9 +103,17 @@ def _sources(citations: Sequence[Citation], turn: int) -> str:
             + _article_head(first.article_id, first.title, first.date, numbers)
             + "".join(_quotes(cited, turn) for cited in passages.values())
             + _more(passages.values())
+            + _open_in_library(first)
             + "</li>"
         )
     return f"<section class='sources'><h4>Sources</h4><ul>{''.join(items)}</ul></section>"
+
+
+def _open_in_library(citation: Citation) -> str:
+    """A link that opens the whole article in the library, the quote highlighted (the page's
+    conversation turns a click on it into an event; rag.ui.app)."""
+    return (f"<a class='open-article' href='#library' data-article-id='{_escape(citation.article_id)}' "
+            f"data-start='{citation.start}' data-end='{citation.end}'>Read the whole article</a>")
 
 
 def _article_head(article_id: str, title: str, date: dt.date | None, numbers: str = "") -> str:

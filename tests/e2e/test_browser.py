@@ -283,6 +283,20 @@ def test_a_month_only_range_says_which_undated_articles_it_left_out(page: Page) 
     assert dates and all(date.startswith("2025-03") for date in dates)  # the whole month, and only it
 
 
+def test_a_source_opens_its_whole_article_in_the_library_with_the_quote_marked(page: Page, seeds: Path) -> None:
+    ask(page, "Who chaired the meeting at Hoa Lac?")
+    source = page.locator("#conversation .turn").first.locator("li.source").first
+    quote = source.locator("mark").first.inner_text()
+
+    source.locator("a.open-article").click()
+
+    view = page.locator("#library-view .library-article")
+    expect(view).to_be_visible()
+    expect(view.locator("#library-mark")).to_have_text(quote)
+    expect(view.locator(".meta")).to_contain_text(HOA_LAC_ARTICLE)
+    assert view.locator(".library-text").inner_text().strip() == file_text(seeds, HOA_LAC_ARTICLE).strip()
+
+
 def test_the_library_opens_an_article_and_removes_one_after_confirmation(page: Page, seeds: Path) -> None:
     """Last in this module: it removes a seed from the served copy."""
     article_id = "000_74a00811c9a9f887"
