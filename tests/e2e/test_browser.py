@@ -297,6 +297,23 @@ def test_a_source_opens_its_whole_article_in_the_library_with_the_quote_marked(p
     assert view.locator(".library-text").inner_text().strip() == file_text(seeds, HOA_LAC_ARTICLE).strip()
 
 
+def test_the_progress_of_a_long_upload_advances_while_it_is_embedded(page: Page, tmp_path: Path) -> None:
+    body = "\n".join(f"The yard in Hai Phong delivered patrol boat number {n} to the coast guard this spring."
+                     for n in range(700))
+    upload = tmp_path / "hai_phong_deliveries.txt"
+    upload.write_text("Hai Phong yard deliveries\n\n" + body, encoding="utf-8")
+
+    page.locator("#upload input[type=file]").set_input_files(str(upload))
+    seen: set[str] = set()
+    deadline = time.monotonic() + 120
+    while "Rebuilt at" not in page.locator("#rebuild-status").inner_text() and time.monotonic() < deadline:
+        seen.update(re.findall(r"(\d+)/\d+ texts", page.locator("#upload").inner_text()))
+        time.sleep(0.05)
+
+    assert "Rebuilt at" in page.locator("#rebuild-status").inner_text()
+    assert len(seen - {"0"}) >= 2, seen  # at least two distinct values between the start and the end
+
+
 def test_the_library_opens_an_article_and_removes_one_after_confirmation(page: Page, seeds: Path) -> None:
     """Last in this module: it removes a seed from the served copy."""
     article_id = "000_74a00811c9a9f887"
