@@ -48,6 +48,10 @@ OPEN_CITED_JS = """element.addEventListener('click', (event) => {
 });"""
 """Turns a click on a source's "Read the whole article" into the conversation's select event."""
 SCROLL_TO_MARK = "() => { document.getElementById('library-mark')?.scrollIntoView({block: 'center'}); }"
+SCROLL_TO_NEWEST = ("() => { const top = document.querySelector('#conversation .error, #conversation .turn');"
+                    " if (top && top.getBoundingClientRect().top > window.innerHeight * 0.6)"
+                    " top.scrollIntoView({block: 'start', behavior: 'smooth'}); }")
+"""After an answer: bring the newest turn into view when it landed low on the screen (an open Filters panel)."""
 
 EXAMPLES_FILE = Path(__file__).with_name("examples.json")
 """Example questions by the id of the article that answers them (the seeds'), each shown only
@@ -367,11 +371,13 @@ def build_app(index: Index, seeds_dir: Path) -> gr.Blocks:
                                            concurrency_limit=ASK_CONCURRENCY, show_progress="minimal")
         thread_options: dict[str, Any] = dict(api_visibility="private", show_progress="hidden", queue=False)
         gr.on([question.submit, ask_button.click], handlers.ask, ask_inputs, ask_outputs, **ask_options).then(
-            handlers.keep, [turns, saved_threads], [saved_threads, thread_list], **thread_options)
+            handlers.keep, [turns, saved_threads], [saved_threads, thread_list], **thread_options).then(
+            None, js=SCROLL_TO_NEWEST)
         for button, text in zip(example_buttons, examples, strict=True):
             button.click(lambda text=text: text, None, question, api_visibility="private", queue=False).then(
                 handlers.ask, ask_inputs, ask_outputs, **ask_options).then(
-                handlers.keep, [turns, saved_threads], [saved_threads, thread_list], **thread_options)
+                handlers.keep, [turns, saved_threads], [saved_threads, thread_list], **thread_options).then(
+                None, js=SCROLL_TO_NEWEST)
         thread_outputs = [conversation, turns, thread_list, saved_threads]
         new_thread.click(handlers.new_thread, saved_threads, thread_outputs, **thread_options)
         delete_thread.click(handlers.delete_thread, saved_threads, thread_outputs, **thread_options)

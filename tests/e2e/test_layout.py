@@ -288,3 +288,17 @@ def test_sources_and_related_passages_are_compact_cards(browser: Browser, url: s
     ids = related.evaluate_all("cards => cards.map(card => card.dataset.articleId)")
     assert ids and len(ids) == len(set(ids)), ids  # one card per article, not one per passage
     page.context.close()
+
+
+def test_with_filters_open_on_a_short_desktop_the_new_answer_is_brought_into_view(browser, url) -> None:  # noqa: ANN001
+    context = browser.new_context(viewport={"width": 1280, "height": 600})
+    page = context.new_page()
+    page.goto(url)
+    page.locator("#filters").click()
+    page.locator("#question textarea").fill(QUESTION)
+    page.locator("#question textarea").press("Enter")
+    turn = page.locator("#conversation .turn").first
+    expect(turn.locator(".question")).to_contain_text(QUESTION)
+    page.wait_for_function("() => { const t = document.querySelector('#conversation .turn');"
+                           " return t && t.getBoundingClientRect().top < window.innerHeight * 0.6; }", timeout=5000)
+    context.close()
