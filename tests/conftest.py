@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rag import Embedder, HashingEmbedder, build_index  # noqa: E402
+from rag import Chunk, Embedder, HashingEmbedder, build_index  # noqa: E402
 from rag.answer.answerability import SIGNALS, AnswerabilityModel, Logistic  # noqa: E402
 from rag.encoders.minilm import default_embedder  # noqa: E402
 
@@ -94,3 +94,9 @@ def invoke_cli(args: Sequence[str], embedder: Embedder | None = None, **options:
     from rag.cli import main
 
     return CliRunner().invoke(main, list(args), obj={"embedder": embedder or HashingEmbedder()}, **options)
+
+
+def with_heading(chunk: Chunk) -> str:
+    """A chunk's text under its article's heading: the words its vector pools (the heading's
+    and its sentences'), and what the chunker's token budget is counted on."""
+    return f"{chunk.heading}\n{chunk.text}"

@@ -1,10 +1,10 @@
 import pytest
 
 from rag import Config, HashingEmbedder, TransformerEmbedder, load_articles
-from rag.text.chunking import split_article, text_for_embedding
+from rag.text.chunking import split_article
 from rag.text.sentences import split_sentences
 
-from conftest import SEEDS
+from conftest import SEEDS, with_heading
 
 ARTICLES = load_articles([SEEDS], Config()).articles
 
@@ -40,7 +40,7 @@ def test_no_chunk_exceeds_what_the_model_reads(article, tokenizer_embedder):
     config = Config(chunk_tokens=4096)  # ask for more than the model can take
     chunks = chunk_article(article, tokenizer_embedder.count_tokens, tokenizer_embedder.max_tokens, config)
     for chunk in chunks:
-        assert tokenizer_embedder.count_tokens([text_for_embedding(chunk)])[0] + 2 <= tokenizer_embedder.max_tokens
+        assert tokenizer_embedder.count_tokens([with_heading(chunk)])[0] + 2 <= tokenizer_embedder.max_tokens
 
 
 def test_chunks_respect_the_target_and_overlap_by_whole_sentences(tokenizer_embedder):
@@ -63,7 +63,7 @@ def test_a_sentence_longer_than_the_budget_is_cut_at_words(tmp_path):
     article = load_articles([tmp_path], Config()).articles[0]
     chunks = chunk_article(article, embedder.count_tokens, embedder.max_tokens, Config(overlap_sentences=0))
     assert len(chunks) > 5
-    assert all(embedder.count_tokens([text_for_embedding(c)])[0] + 2 <= 40 for c in chunks)
+    assert all(embedder.count_tokens([with_heading(c)])[0] + 2 <= 40 for c in chunks)
     assert " ".join(c.text for c in chunks) == article.body
 
 

@@ -22,11 +22,10 @@ from rag import (
     QueryError,
     build_index,
 )
-from rag.text.chunking import text_for_embedding
 from rag.ingest.update import index_articles
 from rag.storage.layout import FORMAT_VERSION, current_snapshot_dir
 
-from conftest import SEEDS, CountingEmbedder
+from conftest import SEEDS, CountingEmbedder, with_heading
 
 NEW_ARTICLE = (
     " date 2026-05-01 HÀ NỘI — The shipyard at Hai Phong launched a new patrol vessel on Friday.\n\n"
@@ -62,7 +61,7 @@ def test_each_sentence_gets_its_own_words_vector(tmp_path, seeds_copy):
         for sentence_id, span in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
             expected = embedder.embed([sentence_text(stored, span)])[0]
             assert np.allclose(snapshot.sentence_vectors.vectors_of([sentence_id])[0], expected, atol=1e-6)
-        expected = embedder.embed([text_for_embedding(stored.chunk)])[0]
+        expected = embedder.embed([with_heading(stored.chunk)])[0]
         assert np.allclose(snapshot.chunk_vectors.vectors_of([chunk_id])[0], expected, atol=1e-6)
 
 
@@ -88,7 +87,7 @@ def brute_force(index: Index, query: str, sentence_weight: float, article_weight
     embedder = HashingEmbedder()
     stored = [index.snapshot.chunks[i] for i in sorted(index.snapshot.chunks)]
     query_vector = embedder.embed([query])[0]
-    chunk_vectors = embedder.embed([text_for_embedding(s.chunk) for s in stored])
+    chunk_vectors = embedder.embed([with_heading(s.chunk) for s in stored])
     sentences = [[sentence_text(s, span) for span in s.sentence_spans] for s in stored]
     sentence_scores = [embedder.embed(texts) @ query_vector for texts in sentences]
     articles = [s.chunk.article_id for s in stored]

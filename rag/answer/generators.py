@@ -275,7 +275,6 @@ class LlamaCppGenerator:
         self.total_timeout = total_timeout
         self.batch_tokens = batch_tokens
         self._server: Any = None
-        self._socket_dir: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -305,7 +304,7 @@ class LlamaCppGenerator:
             except Exception as error:  # the binding's own error types are not documented
                 shutil.rmtree(socket_dir, ignore_errors=True)
                 raise GeneratorError(f"xllamacpp could not load {self.model_path}: {error}") from error
-            self._server, self._socket_dir = server, socket_dir
+            self._server = server
             weakref.finalize(self, shutil.rmtree, socket_dir, True)  # the socket file outlives the server
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:

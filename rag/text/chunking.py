@@ -22,11 +22,6 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 
 
-def text_for_embedding(chunk: Chunk) -> str:
-    """What the encoder sees for a chunk: its article's heading, then the chunk text."""
-    return f"{chunk.heading}\n{chunk.text}"
-
-
 @dataclass(frozen=True)
 class ChunkedArticle:
     """An article's chunks and its sentences (over-long ones cut into pieces) as spans;
