@@ -6,6 +6,7 @@ comes from articles, file names or a model is printed without control characters
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -106,11 +107,14 @@ def _embedder() -> Embedder:
 @index_option
 @click.option("--rebuild", is_flag=True, help="Start from scratch instead of updating.")
 @click.option("--follow-links", is_flag=True, help="Also read symbolic links that point out of the folder.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Encode on a Ray cluster at ADDRESS (e.g. ray://head:10001), or on a local Ray when no "
+                   "address is given; needs pip install 'rag[ray]'.")
 @click.option("--max-file-mb", type=click.FloatRange(min=0.001), default=5.0, show_default=True,
               help="Refuse article files larger than this.")
 @json_option
 def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path, rebuild: bool, follow_links: bool,
-                  max_file_mb: float, as_json: bool) -> None:
+                  ray_address: str | None, max_file_mb: float, as_json: bool) -> None:
     """Build or update the index from article files (.txt, .md) and folders.
 
     New articles are added, changed ones re-embedded, deleted ones removed; unchanged
@@ -121,11 +125,23 @@ def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path, rebuild
       rag index                         # seeds/ -> index/
       rag index news/ extra.md --index /tmp/index
       rag index --rebuild
+      rag index --ray                   # encode on a local Ray; --ray ray://head:10001 for a cluster
     """
     config = Config(max_file_bytes=int(max_file_mb * 1_000_000))
-    report = build_index(list(paths) or [seeds], index_dir, embedder=_embedder(), config=config, rebuild=rebuild,
-                         follow_links=follow_links,
-                         progress=None if as_json else _progress_bar("embedding"))
+    embedder = _embedder()
+    with contextlib.ExitStack() as stack:
+        encode_batches = None
+        if ray_address is not None:
+            from rag.ingest.ray_encode import RayEncoder
+
+            if ray_address != "local" and not re.fullmatch(r"[a-z]+://\S+|[\w.-]+:\d+", ray_address):
+                raise click.UsageError(f"--ray took {ray_address!r} as a cluster address; give one such as "
+                                       "ray://head:10001, or put --ray after the folders for a local Ray")
+            encode_batches = stack.enter_context(RayEncoder(None if ray_address == "local" else ray_address,
+                                                            backend=embedder.describe().get("backend")))
+        report = build_index(list(paths) or [seeds], index_dir, embedder=embedder, config=config, rebuild=rebuild,
+                             follow_links=follow_links, progress=None if as_json else _progress_bar("embedding"),
+                             encode_batches=encode_batches)
     _print_report(report, as_json)
     if report.failed:
         sys.exit(1)

@@ -6,7 +6,7 @@ sentences' token embeddings, so every word piece of an article is read by the mo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,11 @@ from rag.text.chunking import ChunkedArticle
 
 ProgressCallback = Callable[[int, int], None]
 """Called as progress(done, total) while texts are embedded."""
+
+Batch = tuple[list[str], list[list[int]]]
+"""One encoder call: texts, and the groups of them whose pooled vectors are wanted (chunks)."""
+EncodeBatches = Callable[[Iterable[Batch]], Iterator[tuple[np.ndarray, np.ndarray]]]
+"""Runs `embed_pooled` on each batch, yielding the results in the batches' order."""
 
 EMBED_BATCH = 64
 """Texts per call to the encoder (whole articles, so a little more): enough that the model's
@@ -39,12 +44,15 @@ class _Slice:
 
 
 def embed_articles(articles: list[Article], split: list[ChunkedArticle], embedder: Embedder,
-                   progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   progress: ProgressCallback | None = None,
+                   encode_batches: EncodeBatches | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Vectors of every chunk and of every sentence, in the order of `split`, reporting progress
     in texts encoded. Small articles are encoded a few at a time; a long one in slices of
     whole chunks, so that progress moves while it is read (a slice repeats the heading, and a
-    sentence two slices' chunks share: the same text gives the same vector)."""
+    sentence two slices' chunks share: the same text gives the same vector). The batches are
+    run by `encode_batches` (e.g. on a Ray cluster, rag.ingest.ray_encode), else by `embedder`."""
     slices = [piece for number, part in enumerate(split) for piece in _slices(number, part)]
+    batches = _batches(slices)
     done, total = 0, sum(piece.texts for piece in slices)
     chunk_offsets = np.cumsum([0, *(len(part.chunks) for part in split)])
     sentence_offsets = np.cumsum([0, *(len(part.sentences) for part in split)])
@@ -53,23 +61,36 @@ def embed_articles(articles: list[Article], split: list[ChunkedArticle], embedde
     sentence_vectors = np.empty((int(sentence_offsets[-1]), embedder.dim), dtype=np.float32)
     if progress:
         progress(0, total)
-    start = 0
-    while start < len(slices):
-        end, batch = start, 0
-        while end < len(slices) and (end == start or batch + slices[end].texts <= EMBED_BATCH):
-            batch += slices[end].texts
-            end += 1
-        chunk_part, sentence_part = _encode(slices[start:end], articles, split, embedder)
-        chunk_rows = [int(chunk_offsets[piece.article]) + c for piece in slices[start:end] for c in piece.chunks]
-        sentence_rows = [int(sentence_offsets[piece.article]) + i for piece in slices[start:end]
-                         for i in piece.sentences]
-        chunk_vectors[chunk_rows] = chunk_part
-        sentence_vectors[sentence_rows] = sentence_part
-        done += batch
+    run = encode_batches or (lambda payloads: (embedder.embed_pooled(texts, groups) for texts, groups in payloads))
+    encoded = run(_payload(batch, articles, split) for batch in batches)
+    for batch, (vectors, pooled) in zip(batches, encoded, strict=True):
+        chunk_vectors[[int(chunk_offsets[piece.article]) + c for piece in batch for c in piece.chunks]] = pooled
+        sentence_vectors[[int(sentence_offsets[piece.article]) + i for piece in batch for i in piece.sentences]] = (
+            vectors[_sentence_rows(batch)])
+        done += sum(piece.texts for piece in batch)
         if progress:
             progress(done, total)
-        start = end
     return chunk_vectors, sentence_vectors
+
+
+def _sentence_rows(batch: list[_Slice]) -> list[int]:
+    """Where each slice's sentences sit among the texts of its batch (after its heading)."""
+    rows, start = [], 0
+    for piece in batch:
+        rows += range(start + 1, start + piece.texts)
+        start += piece.texts
+    return rows
+
+
+def _batches(slices: list[_Slice]) -> list[list[_Slice]]:
+    """Consecutive slices, about EMBED_BATCH texts to a batch (at least one slice)."""
+    batches: list[list[_Slice]] = []
+    for piece in slices:
+        if batches and sum(other.texts for other in batches[-1]) + piece.texts <= EMBED_BATCH:
+            batches[-1].append(piece)
+        else:
+            batches.append([piece])
+    return batches
 
 
 def _slices(number: int, part: ChunkedArticle) -> list[_Slice]:
@@ -87,21 +108,16 @@ def _slices(number: int, part: ChunkedArticle) -> list[_Slice]:
     return slices
 
 
-def _encode(slices: list[_Slice], articles: list[Article], split: list[ChunkedArticle],
-            embedder: Embedder) -> tuple[np.ndarray, np.ndarray]:
-    """One encoder call for the slices: each heading and sentence encoded once; a chunk's
-    vector pools its heading's and its sentences' token embeddings. Returns the slices' chunk
-    vectors and sentence vectors, in the slices' order."""
+def _payload(batch: list[_Slice], articles: list[Article], split: list[ChunkedArticle]) -> Batch:
+    """One encoder call for the slices: each heading and sentence once, and per chunk the texts
+    its vector pools (its heading's and its sentences' token embeddings)."""
     texts: list[str] = []
     groups: list[list[int]] = []
-    sentence_rows: list[int] = []
-    for piece in slices:
+    for piece in batch:
         article, part = articles[piece.article], split[piece.article]
         title_row = len(texts)
         texts.append(article.heading)
         row_of = {sentence: len(texts) + i for i, sentence in enumerate(piece.sentences)}
         texts += [article.text[start:end] for start, end in (part.sentences[i] for i in piece.sentences)]
-        sentence_rows += row_of.values()
         groups += [[title_row, *(row_of[i] for i in part.chunk_sentences[chunk])] for chunk in piece.chunks]
-    vectors, chunk_vectors = embedder.embed_pooled(texts, groups)
-    return chunk_vectors, vectors[sentence_rows]
+    return texts, groups

@@ -24,7 +24,7 @@ from rag.encoders.base import Embedder
 from rag.encoders.minilm import default_embedder
 from rag.errors import IndexBusyError, IndexWriteError
 from rag.ingest.assemble import next_snapshot
-from rag.ingest.encode import ProgressCallback, embed_articles
+from rag.ingest.encode import EncodeBatches, ProgressCallback, embed_articles
 from rag.records import Article
 from rag.storage.layout import CURRENT_FILE, LOCK_FILE, LOCK_HOLDER_FILE, current_snapshot_dir
 from rag.storage.snapshot import Snapshot, check_compatible, load_snapshot
@@ -80,21 +80,24 @@ class UpdateReport:
 def build_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_DIR,
                 embedder: Embedder | None = None, config: Config | None = None, rebuild: bool = False,
                 progress: ProgressCallback | None = None, lock_timeout: float = 60.0,
-                follow_links: bool = False) -> UpdateReport:
+                follow_links: bool = False, encode_batches: EncodeBatches | None = None) -> UpdateReport:
     """Create or incrementally update the index at `path` from article files and folders.
 
     A file that fails to read is reported in `failed` and keeps its previous version in the
     index. A second writer waits up to `lock_timeout` seconds, then gets IndexBusyError. A
-    symbolic link out of a folder is skipped unless `follow_links`.
+    symbolic link out of a folder is skipped unless `follow_links`. `encode_batches` runs
+    the encoder calls elsewhere (rag.ingest.ray_encode.RayEncoder); `embedder` must then be
+    the same model, as it counts tokens and names the vectors.
     """
     return update_index(sources, path, embedder, config, rebuild=rebuild, progress=progress,
-                        lock_timeout=lock_timeout, follow_links=follow_links)[0]
+                        lock_timeout=lock_timeout, follow_links=follow_links, encode_batches=encode_batches)[0]
 
 
 def update_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX_DIR,
                  embedder: Embedder | None = None, config: Config | None = None, rebuild: bool = False,
                  progress: ProgressCallback | None = None, lock_timeout: float = 60.0,
-                 served: Snapshot | None = None, follow_links: bool = False) -> tuple[UpdateReport, Snapshot | None]:
+                 served: Snapshot | None = None, follow_links: bool = False,
+                 encode_batches: EncodeBatches | None = None) -> tuple[UpdateReport, Snapshot | None]:
     """build_index for a process that serves the index: when `served`, the snapshot it holds
     in memory, is the live one, the update starts from it instead of reading the index back
     from disk; returns the report and the new snapshot (None if nothing changed)."""
@@ -106,7 +109,7 @@ def update_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX
         roots = [Path(source).resolve() for source in sources]
         previous = None if rebuild else _current_or_none(path, embedder, config, served)
         return _update_locked(load_articles(roots, config, follow_links), roots, path, embedder, config, previous, progress,
-                              previous_in_use=previous is not None and previous is served)
+                              previous_in_use=previous is not None and previous is served, encode_batches=encode_batches)
 
 
 def index_articles(articles: Sequence[Article], path: str | Path, embedder: Embedder,
@@ -193,7 +196,7 @@ def _same_text(embedded: list[Article], entries: dict[str, dict[str, Any]]) -> d
 def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: Embedder, config: Config,
                    previous: Snapshot | None, progress: ProgressCallback | None,
                    remove: frozenset[str] = frozenset(), previous_in_use: bool = False,
-                   ) -> tuple[UpdateReport, Snapshot | None]:
+                   encode_batches: EncodeBatches | None = None) -> tuple[UpdateReport, Snapshot | None]:
     """The update itself. `previous_in_use`: the previous snapshot is being served, so its
     vector indexes are copied, not changed in place."""
     report = UpdateReport(failed=list(loaded.failures.values()), skipped=loaded.skipped)
@@ -228,7 +231,7 @@ def _update_locked(loaded: LoadReport, roots: list[Path], path: Path, embedder: 
         return report, None
 
     split = [split_article(article, embedder.count_tokens, embedder.max_tokens, config) for article in to_embed]
-    chunk_vectors, sentence_vectors = embed_articles(to_embed, split, embedder, progress)
+    chunk_vectors, sentence_vectors = embed_articles(to_embed, split, embedder, progress, encode_batches)
     report.chunks_embedded, report.sentences_embedded = len(chunk_vectors), len(sentence_vectors)
 
     snapshot = next_snapshot(previous, to_embed, split, chunk_vectors, sentence_vectors,
