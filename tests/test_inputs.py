@@ -19,7 +19,8 @@ from click.testing import Result
 
 from rag import Config, HashingEmbedder, Index, build_index, intake_articles, load_articles
 from conftest import invoke_cli
-from ui.app import build_app, login_delay, login_options
+from ui.app import build_app
+from ui.login import login_delay, login_options
 from ui.workspace import Workspace
 
 CONFIG = Config()

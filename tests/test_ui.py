@@ -35,7 +35,8 @@ from rag import (
     read_article,
     safe_article_name,
 )
-from ui.app import Handlers, build_app, is_loopback, login_for, serve
+from ui.app import Handlers, build_app, serve
+from ui.login import is_loopback, login_for
 from ui.render import ABSTENTION, render_index, render_turn, source_anchor
 from ui.workspace import Workspace, parse_date
 

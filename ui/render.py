@@ -16,8 +16,15 @@ from rag.text.normalize import terms
 from rag.text.sentences import split_sentences
 
 if TYPE_CHECKING:
-    from rag import (Answer, AnswerSentence, ArticleInfo, Citation, IntakeResult, RelatedPassage,
-                     UpdateReport)
+    from rag import (
+        Answer,
+        AnswerSentence,
+        ArticleInfo,
+        Citation,
+        IntakeResult,
+        RelatedPassage,
+        UpdateReport,
+    )
 
 ABSTENTION = "The indexed articles do not answer this."
 SNIPPET_CHARS = 240
