@@ -9,7 +9,8 @@ models rarely write markers), against the passage whose best sentences match it 
 - counts: a number that counts something in the claim ("380 ships", "a crew of 20") counts
   the same thing next to it in the passage: the claim's counted words are among the words
   that follow the number there (up to the next stop word other than "of"), or precede "of N".
-  "Built nearly 380 ships" fails against "repaired over 380 military vessels";
+  "Built nearly 380 ships" fails against "repaired over 380 military vessels", and "a batch
+  of 23 tasks" against "a batch of nine tasks, out of 23 planned";
 - roles: each name's own words in the claim (the words right after it, its verb and object,
   or right before it) occur in a passage sentence that holds the name: "Bui Thanh Son chaired
   the meeting" fails where he is listed as attending while another chaired;
@@ -201,11 +202,13 @@ def _problem(claim: Claim, claim_facts: set[str], chunk: Chunk, vocabulary: set[
 def _binding_problem(claim: str, chunk: Chunk, embed: Embed, settings: VerifierSettings) -> str:
     """A number counting something else, or a name doing something else, in the passage; "" if none."""
     passage = f"{chunk.title}. {chunk.text}"
-    passage_counts = _counted(_words(passage), settings.count_words + 2)
-    for number, counted, joined in _counted(_words(claim), settings.count_words):
-        found = [set(words) for passage_number, words, _ in passage_counts if passage_number == number]
-        if counted and found and not any(_counts_alike((counted, joined), words) for words in found):
-            return f"{number} counts something else in the passage, not {' '.join(counted)}"
+    passage_counts = [(number, {*words, of} - {None}) for number, words, _, of in
+                      _counted(_words(passage), settings.count_words + 2)]
+    for number, counted, joined, of in _counted(_words(claim), settings.count_words):
+        found = [words for passage_number, words in passage_counts if passage_number == number]
+        if (counted or of) and found and not any((not counted or _counts_alike((counted, joined), words))
+                                                 and (of is None or of in words) for words in found):
+            return f"{number} counts something else in the passage, not {' '.join([*([of] if of else []), *counted])}"
     spans = split_sentences(passage)
     sentences = [set(terms(_plain(passage[start:end]))) for start, end in spans]
     for name, own in _names_with_own_words(_words(claim)):
@@ -247,11 +250,12 @@ def _words(text: str) -> list[_Word]:
     return words
 
 
-def _counted(words: list[_Word], most: int) -> list[tuple[str, tuple[str, ...], bool]]:
+def _counted(words: list[_Word], most: int) -> list[tuple[str, tuple[str, ...], bool, str | None]]:
     """Each number with the words it counts: the content words right after it (up to `most`,
     past "of", stopping at punctuation, another number or a stop word; with "of", the last
     word before it and the last after: "140 types of weaponry" counts types and weaponry);
-    or, when none follow, the word before "of N" ("a crew of 28"); and whether "of" joined them."""
+    whether "of" joined them; and the word of "X of N" before it ("a crew of 28", "a batch
+    of nine tasks"), which counts it too."""
     found = []
     for position, word in enumerate(words):
         if not word.number or _is_year(word.term):  # "in 2023, Viettel ...": a year counts nothing
@@ -270,11 +274,12 @@ def _counted(words: list[_Word], most: int) -> list[tuple[str, tuple[str, ...], 
         joined = 0 < joined_at < len(counted)
         if joined:
             counted = [counted[joined_at - 1], counted[-1]]  # "types of weaponry": both
-        if not counted and position >= 2 and words[position - 1].term in _COUNT_JOINERS:
+        of = None
+        if position >= 2 and words[position - 1].term in _COUNT_JOINERS:
             before = words[position - 2]
             if before.term and not (before.stop or before.number or before.capital):
-                counted.append(before.term)
-        found.append((word.term, tuple(counted), joined))
+                of = before.term
+        found.append((word.term, tuple(counted), joined, of))
     return found
 
 
