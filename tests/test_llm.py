@@ -619,11 +619,23 @@ def test_cli_refuses_llm_options_that_cannot_work(cli_index: str, args: list[str
 def test_the_check_on_the_held_out_claims(tmp_path: Path, real_embedder: Any) -> None:
     """The labelled claims of the held-out split (never tuned on), checked without markers
     against retrieved passages: flags at the measured level (scripts/eval_claims.py,
-    bench/results/claims.log: precision 0.923, recall 0.774)."""
+    bench/results/claims.log: precision 0.926, recall 0.806)."""
     build_index([SEEDS, DATA / "eval_articles"], tmp_path / "index", embedder=real_embedder)
     index = Index.open(tmp_path / "index", embedder=real_embedder)
     claims = load_claims(DATA / "claims.jsonl", "heldout")
 
     figures = unsupported_scores(claims, ClaimChecker(index).check(claims, VerifierSettings()))
 
-    assert figures["precision"] >= 0.9 and figures["recall"] >= 0.75, figures
+    assert figures["precision"] >= 0.9 and figures["recall"] >= 0.78, figures
+
+
+def test_a_claim_that_swaps_who_did_what_to_whom_is_flagged(index: Index) -> None:
+    [passage] = [hit.chunk for hit in index.search("PM Chính asked the Ministry of National Defence", k=10)
+                 if "PM Chính asked the Ministry of National Defence" in hit.chunk.text][:1]
+    swapped = "The Ministry of National Defence asked PM Chính to continue implementing the Party's policies."
+    faithful = "PM Chính asked the Ministry of National Defence to continue implementing the Party's policies."
+
+    flagged, kept = check_claims("", [Claim(swapped, (1,)), Claim(faithful, (1,))], [passage], index.embedder.embed)
+
+    assert not flagged.supported and flagged.reason.endswith("not the other way round")
+    assert "other way round" not in kept.reason

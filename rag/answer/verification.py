@@ -13,7 +13,9 @@ models rarely write markers), against the passage whose best sentences match it 
   of 23 tasks" against "a batch of nine tasks, out of 23 planned";
 - roles: each name's own words in the claim (the words right after it, its verb and object,
   or right before it) occur in a passage sentence that holds the name: "Bui Thanh Son chaired
-  the meeting" fails where he is listed as attending while another chaired;
+  the meeting" fails where he is listed as attending while another chaired; and a doer and
+  its object do not trade places around the verb ("The Ministry asked PM Chính" against "PM
+  Chính asked the Ministry");
 - match: the claim matches its quote (the passage sentence or sentences that best match it):
   the mean of the share of its words found in the quote and of the embedding cosine between
   the two reaches `VerifierSettings.min_support`.
@@ -219,6 +221,28 @@ def _binding_problem(claim: str, chunk: Chunk, embed: Embed, settings: VerifierS
         vectors = embed([claim, *(passage[spans[i][0]:spans[i][1]] for i in holding)])
         if float(np.max(vectors[1:] @ vectors[0])) < settings.min_role_cosine:
             return f"the passage does not say that {' '.join(name)} {' '.join(own)}"
+    return _reversed_roles(claim, [passage[start:end] for start, end in spans])
+
+
+def _reversed_roles(claim: str, sentences: list[str]) -> str:
+    """"The Ministry asked PM Chính" where the passage says "PM Chính asked the Ministry": the
+    claim's doer, its verb and the name after the verb all stand in one passage sentence, in the
+    opposite order around the verb; "" if no sentence says so."""
+    words = _words(claim)
+    for name, own in _names_with_own_words(words):
+        if not own:
+            continue
+        verb = own[0]
+        after_verb = [i for i, word in enumerate(words) if word.term == verb]
+        others = {word.term for word in words[after_verb[0] + 1:] if word.capital} - set(name) if after_verb else set()
+        for sentence in sentences:
+            order = [word.term for word in _words(sentence)]
+            if verb not in order or name[-1] not in order:
+                continue
+            at = order.index(verb)
+            if order.index(name[-1]) > at and any(other in order[:at] for other in others):
+                before = next(other for other in order[:at] if other in others)
+                return f"in the passage {before} {verb} {' '.join(name)}, not the other way round"
     return ""
 
 
