@@ -30,8 +30,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from rag.eval.beir import load_qrels, load_queries
 from rag.encoders.minilm import default_embedder
+from rag.eval.beir import load_qrels, load_queries
 from rag.storage.layout import current_snapshot_dir
 from rag.storage.snapshot import load_snapshot
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from rag import Config
-from rag.eval.beir import cached_index, corpus_path, evaluate_beir, load_corpus
-from rag.encoders.minilm import BACKENDS, TransformerEmbedder
 from rag.encoders.base import Embedder
+from rag.encoders.minilm import BACKENDS, TransformerEmbedder
+from rag.eval.beir import cached_index, corpus_path, evaluate_beir, load_corpus
 
 VARIANTS = BACKENDS
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.eval.beir import corpus_path, load_corpus, load_qrels, load_queries
-from rag.storage.lexical import LexicalIndex
 from rag.records import Chunk
+from rag.storage.lexical import LexicalIndex
 from rag.text.normalize import terms
 
 

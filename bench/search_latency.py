@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from rag import Config, Index
-from rag.eval.beir import cached_index, load_qrels, load_queries
 from rag.encoders.minilm import default_embedder
+from rag.eval.beir import cached_index, load_qrels, load_queries
 from rag.eval.questions import load_questions
 
 

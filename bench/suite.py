@@ -46,21 +46,26 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from encoders import TokenTally  # bench/ is on the path when this runs as a script
 
 import rag.storage.vectors
 from rag import Config, Index
-from rag.eval.beir import cached_index, corpus_path, load_corpus, load_qrels, load_queries
-from rag.text.chunking import split_article
 from rag.encoders.minilm import default_embedder
+from rag.eval.beir import (
+    cached_index,
+    corpus_path,
+    load_corpus,
+    load_qrels,
+    load_queries,
+)
 from rag.ingest.update import index_articles
 from rag.records import Article
 from rag.search.filters import SearchFilter
 from rag.search.retrieval import rank_chunks
 from rag.search.typos import QueryTerms
-from rag.text.normalize import terms
 from rag.storage.vectors import VectorIndex
-
-from encoders import TokenTally  # bench/ is on the path when this runs as a script
+from rag.text.chunking import split_article
+from rag.text.normalize import terms
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -114,16 +114,39 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see
-    from rag.answer.schema import Answer, AnswerSentence, Citation, Draft, RelatedPassage
-    from rag.text.articles import LoadReport, load_articles, read_article
+    from rag.answer.generators import (
+        Generator,
+        LlamaCppGenerator,
+        LLMSettings,
+        OpenAICompatibleGenerator,
+        generator_from_env,
+    )
+    from rag.answer.schema import (
+        Answer,
+        AnswerSentence,
+        Citation,
+        Draft,
+        RelatedPassage,
+    )
     from rag.config import Config
     from rag.encoders.base import Embedder
     from rag.encoders.hashing import HashingEmbedder
     from rag.encoders.minilm import TransformerEmbedder
-    from rag.errors import ArticleError, ConfigError, GeneratorError, IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, IndexWriteError, QueryError, RagError
-    from rag.answer.generators import Generator, LlamaCppGenerator, LLMSettings, OpenAICompatibleGenerator, generator_from_env
+    from rag.errors import (
+        ArticleError,
+        ConfigError,
+        GeneratorError,
+        IndexBusyError,
+        IndexCorruptError,
+        IndexMismatchError,
+        IndexNotFoundError,
+        IndexWriteError,
+        QueryError,
+        RagError,
+    )
     from rag.index import ArticleInfo, Index, IndexStats
     from rag.ingest.update import UpdateReport, build_index
-    from rag.text.intake import IntakeResult, intake_articles, safe_article_name
     from rag.records import Article, Chunk, Hit
     from rag.search.followups import Turn
+    from rag.text.articles import LoadReport, load_articles, read_article
+    from rag.text.intake import IntakeResult, intake_articles, safe_article_name

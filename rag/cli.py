@@ -19,12 +19,12 @@ from typing import Any
 
 import click
 
+from rag.answer.generators import Generator, LLMSettings
 from rag.answer.schema import Answer, AnswerMode
 from rag.config import Config
 from rag.encoders.base import Embedder
 from rag.encoders.minilm import default_embedder
 from rag.errors import GeneratorError, RagError
-from rag.answer.generators import Generator, LLMSettings
 from rag.index import Index
 from rag.ingest.update import DEFAULT_INDEX_DIR, UpdateReport, build_index
 

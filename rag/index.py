@@ -21,25 +21,30 @@ from typing import Any
 
 import numpy as np
 
-from rag.answer.schema import Answer, AnswerMode
 from rag.answer.answerability import AnswerabilityModel, load_model
 from rag.answer.extractive import compose_extractive
+from rag.answer.generated import compose_llm
+from rag.answer.generators import Generator, generator_from_env
+from rag.answer.schema import Answer, AnswerMode
 from rag.config import Config
 from rag.encoders.base import Embedder
 from rag.encoders.minilm import default_embedder
 from rag.errors import ConfigError, QueryError, RagError
-from rag.answer.generators import Generator, generator_from_env
-from rag.ingest.update import DEFAULT_INDEX_DIR, ProgressCallback, UpdateReport, update_index
-from rag.text.language import foreign_language, language_notice
-from rag.search.followups import Turn, standalone_question
-from rag.search.typos import QueryTerms, correct_typos
+from rag.ingest.update import (
+    DEFAULT_INDEX_DIR,
+    ProgressCallback,
+    UpdateReport,
+    update_index,
+)
 from rag.records import Hit
 from rag.search.filters import SearchFilter
+from rag.search.followups import Turn, standalone_question
 from rag.search.retrieval import RETRIEVERS, Retriever, rank_chunks
+from rag.search.typos import QueryTerms, correct_typos
 from rag.storage.layout import current_snapshot_dir
 from rag.storage.snapshot import Snapshot, check_compatible, load_snapshot
+from rag.text.language import foreign_language, language_notice
 from rag.text.normalize import terms
-from rag.answer.generated import compose_llm
 
 log = logging.getLogger(__name__)
 _MAX_K = 1000

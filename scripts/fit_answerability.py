@@ -30,7 +30,13 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedGroupKFold
 
-from rag.answer.answerability import MODEL_FILE, SIGNALS, AnswerabilityModel, Logistic, signal_matrix
+from rag.answer.answerability import (
+    MODEL_FILE,
+    SIGNALS,
+    AnswerabilityModel,
+    Logistic,
+    signal_matrix,
+)
 from rag.eval.questions import holds_gold, load_questions, qa_index
 
 ROOT = Path(__file__).resolve().parent.parent

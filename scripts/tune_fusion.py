@@ -27,8 +27,14 @@ from scipy.stats import rankdata
 from sklearn.model_selection import KFold
 
 from rag import Config
-from rag.eval.beir import cached_index, load_qrels, load_queries, run_queries, score_queries
 from rag.encoders.minilm import default_embedder
+from rag.eval.beir import (
+    cached_index,
+    load_qrels,
+    load_queries,
+    run_queries,
+    score_queries,
+)
 
 FOLDS = 5
 SEED = 20261203

@@ -3,13 +3,12 @@
 import json
 
 import pytest
+from conftest import DATA, SEEDS, coverage_answerability
 
 from rag import HashingEmbedder, Index, QueryError, build_index
 from rag.answer.answerability import SIGNALS, AnswerabilityModel, Logistic
 from rag.answer.extractive import HEDGED, NOT_ANSWERED
 from rag.eval.questions import evaluate_answers, load_questions
-
-from conftest import DATA, SEEDS, coverage_answerability
 
 
 def file_text(article_id: str) -> str:

@@ -2,11 +2,10 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from conftest import SEEDS
 
 from rag import ArticleError, Config, load_articles, read_article
 from rag.text.articles import parse_article, shorten_title
-
-from conftest import SEEDS
 
 CONFIG = Config()
 

@@ -1,16 +1,15 @@
 """The BEIR harness end to end on a 300-document SciFact slice (the full set is run by hand)."""
 
 import gzip
-import math
 import json
+import math
 import shutil
 
 import pytest
+from conftest import DATA
 
 from rag import Config, HashingEmbedder, RagError
 from rag.eval.beir import cached_index, evaluate_beir, load_corpus
-
-from conftest import DATA
 
 SLICE = DATA / "scifact_slice"
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.storage.chunk_table import ChunkRecords, StoredChunk
 from rag.records import Chunk
+from rag.storage.chunk_table import ChunkRecords, StoredChunk
 
 
 def stored(chunk_id: int, article: str, first_sentence: int, sentences: int) -> StoredChunk:

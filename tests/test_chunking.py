@@ -1,10 +1,9 @@
 import pytest
+from conftest import SEEDS, with_heading
 
 from rag import Config, HashingEmbedder, TransformerEmbedder, load_articles
 from rag.text.chunking import split_article
 from rag.text.sentences import split_sentences
-
-from conftest import SEEDS, with_heading
 
 ARTICLES = load_articles([SEEDS], Config()).articles
 

@@ -2,7 +2,6 @@
 
 import json
 
-
 from conftest import invoke_cli
 
 

@@ -3,13 +3,12 @@
 import numpy as np
 import onnx
 import pytest
+from conftest import SEEDS
 from sentence_transformers import SentenceTransformer
 
 from rag import ConfigError
 from rag.encoders.minilm import TransformerEmbedder, default_model_path
 from rag.encoders.onnx_export import exported_model
-
-from conftest import SEEDS
 
 pytestmark = pytest.mark.model
 
@@ -45,7 +44,9 @@ def test_pooled_chunk_vectors_are_the_mean_of_their_sentences_tokens():
     texts = ["Defence industry", "It built ships.", "It repaired vessels."]
     vectors, pooled = embedder.embed_pooled(texts, [[0, 1], [0, 1, 2]])
     assert np.allclose(vectors, embedder.embed(texts), atol=1e-6)
-    from sentence_transformers import SentenceTransformer  # the reference: the model as sentence-transformers runs it
+    from sentence_transformers import (
+        SentenceTransformer,  # the reference: the model as sentence-transformers runs it
+    )
 
     reference = SentenceTransformer(str(embedder.model_path), device="cpu")
     regular_tokens = {i: tokens.numpy()[1:-1]  # without [CLS] and [SEP]

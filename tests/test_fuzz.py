@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SEEDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag import HashingEmbedder, Index, RagError, build_index
-
-from conftest import SEEDS
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -8,6 +8,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from conftest import SEEDS, CountingEmbedder, with_heading
 from filelock import FileLock
 
 from rag import (
@@ -24,8 +25,6 @@ from rag import (
 )
 from rag.ingest.update import index_articles
 from rag.storage.layout import FORMAT_VERSION, current_snapshot_dir
-
-from conftest import SEEDS, CountingEmbedder, with_heading
 
 NEW_ARTICLE = (
     " date 2026-05-01 HÀ NỘI — The shipyard at Hai Phong launched a new patrol vessel on Friday.\n\n"

@@ -16,9 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import Result
-
-from rag import Config, HashingEmbedder, Index, build_index, intake_articles, load_articles
 from conftest import invoke_cli
+
+from rag import (
+    Config,
+    HashingEmbedder,
+    Index,
+    build_index,
+    intake_articles,
+    load_articles,
+)
 from ui.app import build_app
 from ui.login import login_delay, login_options
 from ui.workspace import Workspace

@@ -3,16 +3,15 @@
 import bm25s
 import numpy as np
 import pytest
+from conftest import SEEDS
 
 from rag import HashingEmbedder
-from rag.text.articles import load_articles
-from rag.text.chunking import split_article
 from rag.config import Config
 from rag.search.typos import TYPO_WEIGHT, correct_typos
 from rag.storage.lexical import LexicalIndex, lexical_text
+from rag.text.articles import load_articles
+from rag.text.chunking import split_article
 from rag.text.normalize import terms
-
-from conftest import SEEDS
 
 QUERIES = [terms("defence industry"), terms("08-NQ/TW"), terms("Phạm Minh Chính semiconductor"),
            terms("ships ships 140"), terms("xylophone"), []]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DATA, SEEDS, coverage_answerability, invoke_cli
 
 from rag import (
     Answer,
@@ -41,8 +42,6 @@ from rag.answer.generators import without_repetition
 from rag.answer.prompt import SYSTEM_PROMPT, Claim, parse_claims
 from rag.answer.verification import VerifierSettings, check_claims, facts
 from rag.eval.claims import ClaimChecker, load_claims, unsupported_scores
-
-from conftest import DATA, SEEDS, coverage_answerability, invoke_cli
 
 SHIPS = "How many ships has the General Department of Defence Industry built?"
 BUDGET = "What is Vietnam's defence budget for 2026?"

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import invoke_cli
 
 from rag import Index, LlamaCppGenerator
-
-from conftest import invoke_cli
 
 pytestmark = pytest.mark.model
 

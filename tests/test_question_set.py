@@ -4,11 +4,10 @@ import json
 from collections import Counter
 
 import pytest
+from conftest import DATA, SEEDS
 
 from rag.eval.questions import load_questions, split_of
 from rag.text.normalize import fold
-
-from conftest import DATA, SEEDS
 
 ARTICLES = {path.stem: path.read_text(encoding="utf-8")
             for folder in (SEEDS, DATA / "eval_articles") for path in folder.glob("*.txt")}

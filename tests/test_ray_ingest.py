@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SEEDS, invoke_cli
 
 from rag import Index, build_index
 from rag.ingest.ray_encode import RayEncoder
-
-from conftest import SEEDS, invoke_cli
 
 pytestmark = pytest.mark.model
 

@@ -6,11 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import DATA, ROOT, SEEDS
 
 from rag import Index, build_index
 from rag.eval.questions import evaluate_answers, evaluate_qa, load_questions
-
-from conftest import DATA, ROOT, SEEDS
 
 pytestmark = pytest.mark.model
 

@@ -12,15 +12,27 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from conftest import invoke_cli
 
-from rag import HashingEmbedder, Index, IndexBusyError, IndexCorruptError, IndexWriteError, build_index
-from rag.storage.chunk_table import ChunkRecords
+from rag import (
+    HashingEmbedder,
+    Index,
+    IndexBusyError,
+    IndexCorruptError,
+    IndexWriteError,
+    build_index,
+)
 from rag.ingest.update import write_lock
-from rag.storage.layout import FORMAT_VERSION, LOCK_FILE, LOCK_HOLDER_FILE, current_snapshot_dir
+from rag.storage import snapshot, writer
+from rag.storage.chunk_table import ChunkRecords
+from rag.storage.layout import (
+    FORMAT_VERSION,
+    LOCK_FILE,
+    LOCK_HOLDER_FILE,
+    current_snapshot_dir,
+)
 from rag.storage.snapshot import load_snapshot, verify_index
 from rag.storage.vectors import VectorIndex
-from rag.storage import snapshot, writer
-from conftest import invoke_cli
 
 REBUILD = re.escape("rebuild the index with `rag index --rebuild`")
 NEW_ARTICLE = "The shipyard at Hai Phong launched patrol vessel number {n} on Friday. It carries a crew of 40.\n"

@@ -4,10 +4,9 @@ import sys
 import unicodedata
 
 import pytest
+from conftest import SEEDS
 
 from rag.text.normalize import _PLAIN, fold, terms
-
-from conftest import SEEDS
 
 SEED_TEXT = "\n".join(path.read_text(encoding="utf-8") for path in sorted(SEEDS.glob("*.txt")))
 

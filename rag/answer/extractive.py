@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage
-from rag.answer.question_types import asked_type, holds_type
 from rag.answer.answerability import AnswerabilityModel
+from rag.answer.question_types import asked_type, holds_type
+from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage
 from rag.config import Config
-from rag.search.typos import QueryTerms
 from rag.records import Chunk, Hit
+from rag.search.typos import QueryTerms
 from rag.storage.snapshot import Snapshot
 from rag.text.normalize import normalize_word, terms
 

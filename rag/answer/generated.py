@@ -18,7 +18,13 @@ from rag.answer.extractive import abstention
 from rag.answer.generators import Generator
 from rag.answer.prompt import build_messages, parse_claims
 from rag.answer.schema import Answer, AnswerSentence, Citation, Draft, DraftStatus
-from rag.answer.verification import CheckedClaim, Embed, Quote, VerifierSettings, check_claims
+from rag.answer.verification import (
+    CheckedClaim,
+    Embed,
+    Quote,
+    VerifierSettings,
+    check_claims,
+)
 from rag.errors import GeneratorError
 from rag.records import Hit
 

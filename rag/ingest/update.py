@@ -26,7 +26,12 @@ from rag.errors import IndexBusyError, IndexWriteError
 from rag.ingest.assemble import next_snapshot
 from rag.ingest.encode import EncodeBatches, ProgressCallback, embed_articles
 from rag.records import Article
-from rag.storage.layout import CURRENT_FILE, LOCK_FILE, LOCK_HOLDER_FILE, current_snapshot_dir
+from rag.storage.layout import (
+    CURRENT_FILE,
+    LOCK_FILE,
+    LOCK_HOLDER_FILE,
+    current_snapshot_dir,
+)
 from rag.storage.snapshot import Snapshot, check_compatible, load_snapshot
 from rag.storage.writer import remove_stale_staging, write_snapshot
 from rag.text.articles import LoadReport, load_articles

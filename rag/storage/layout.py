@@ -48,7 +48,6 @@ from typing import Any
 
 from rag.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError
 
-
 FORMAT_VERSION = 10
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "write.lock"

@@ -18,8 +18,8 @@ import numpy as np
 import orjson
 
 from rag.config import Config
-from rag.encoders.minilm import BACKENDS
 from rag.encoders.base import Embedder
+from rag.encoders.minilm import BACKENDS
 from rag.errors import REBUILD_HINT, IndexCorruptError, IndexMismatchError, RagError
 from rag.storage.chunk_table import LINES_FILE, ChunkRecords, concat_ranges, distinct
 from rag.storage.layout import (

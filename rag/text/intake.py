@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rag.text.articles import ARTICLE_SUFFIXES, read_article
 from rag.config import Config
 from rag.errors import ArticleError
+from rag.records import Article
+from rag.text.articles import ARTICLE_SUFFIXES, read_article
 
 REMOVED_DIR = "removed"
 """Beside the articles folder: where articles removed from the page are moved."""
-from rag.records import Article
 
 IntakeStatus = Literal["added", "unchanged", "refused"]
 
