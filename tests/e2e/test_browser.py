@@ -6,29 +6,20 @@ loopback port. Screenshots go to test-artifacts/ (not committed).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from gradio_client import Client, handle_file
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
+from served import ARTIFACTS, ROOT, chromium, served
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 ABSTENTION = "The indexed articles do not answer this."
 HOA_LAC_ARTICLE = "003_62729c1e8f798b4f"
 NEW_ARTICLE = """ date 2026-04-02 HÀ NỘI — The Lotus Orchestra opened a concert hall in Đà Nẵng
@@ -38,26 +29,6 @@ The Lotus Orchestra's concert hall in Đà Nẵng has 1,250 seats and a pipe org
 
 Conductor Nguyễn Thị Mai said the first season would include twelve concerts.
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"`rag serve` exited with status {server.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"the page did not come up at {url} within {timeout:.0f} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -70,30 +41,14 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def url(seeds: Path) -> Iterator[str]:
     """`rag serve` on a free loopback port, building the index of the seeds copy first."""
-    port = free_port()
-    log = seeds.parent / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "-m", "rag.cli", "serve", "--index", str(seeds.parent / "index"),
-               "--seeds", str(seeds), "--port", str(port)]
-    with log.open("wb") as output:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    address = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_up(address, server, log)
+    with served(seeds) as address:
         yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium() as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -12,27 +12,17 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
+from served import ARTIFACTS, ROOT, chromium, served
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 README_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 README_SCREENSHOT_BYTES = 150_000
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 AA = 4.5
@@ -43,27 +33,7 @@ QUESTION = "Who chaired the meeting at Hoa Lac High-Tech Park?"
 EMPTY_QUESTION = "the question is empty: type a question about the articles"
 
 
-# --- the server and the browser (as in test_browser.py) -----------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(url: str, server: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"`rag serve` exited with status {server.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"the page did not come up at {url} within {timeout:.0f} s:\n{log.read_text()}")
+# --- the server and the browser (tests/e2e/served.py) -------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -71,30 +41,14 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`rag serve` over a copy of the seeds on a free loopback port, building its index first."""
     folder = tmp_path_factory.mktemp("layout")
     shutil.copytree(ROOT / "seeds", folder / "seeds")
-    port = free_port()
-    log = folder / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "-m", "rag.cli", "serve", "--index", str(folder / "index"),
-               "--seeds", str(folder / "seeds"), "--port", str(port)]
-    with log.open("wb") as output:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-    address = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_up(address, server, log)
+    with served(folder / "seeds") as address:
         yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium() as opened:
+        yield opened
 
 
 def open_page(browser: Browser, url: str, viewport: dict[str, int], scheme: str = "light") -> Page:
