@@ -167,8 +167,7 @@ class Handlers:
             info, text = self.workspace.article(article_id)
         except RagError as error:
             return render_error(str(error))
-        source = next(article["source"] for article in self.workspace.status()["articles"] if article["id"] == info.id)
-        return render_article(info, text, source, highlight)
+        return render_article(info, text, self.workspace.shown_source(info), highlight)
 
     def open_cited(self, event: gr.EventData) -> tuple[str, Any, Any]:
         """"Read the whole article" under a source: the library opens on it, the quote highlighted."""

@@ -130,6 +130,10 @@ class Workspace:
             raise QueryError(f"no article {article_id!r} in the index: pick one from the library")
         return found, read_article(Path(found.source), self.index.config).text
 
+    def shown_source(self, info: ArticleInfo) -> str:
+        """An article's file as the page shows it: relative to the articles folder, no server path."""
+        return _relative_source(Path(info.source), self.seeds_dir.resolve())
+
     def remove_article(self, article_id: str) -> RebuildOutcome:
         """Move the article's file to removed/ beside the articles folder, then update the index."""
         info, _ = self.article(article_id)
