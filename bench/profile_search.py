@@ -18,7 +18,7 @@ import numpy as np
 
 from rag import Index
 from rag.eval.beir import load_qrels, load_queries
-from rag.search.filters import SearchFilter
+from rag.records import SearchFilter
 from rag.search.retrieval import rank_chunks
 from rag.search.typos import QueryTerms
 from rag.text.normalize import terms

@@ -59,8 +59,7 @@ from rag.eval.beir import (
     load_queries,
 )
 from rag.ingest.update import index_articles
-from rag.records import Article
-from rag.search.filters import SearchFilter
+from rag.records import Article, SearchFilter
 from rag.search.retrieval import rank_chunks
 from rag.search.typos import QueryTerms
 from rag.storage.vectors import VectorIndex

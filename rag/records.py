@@ -1,4 +1,5 @@
-"""The frozen records passed between pipeline stages: an article, a chunk of it, a search hit."""
+"""The frozen records passed between pipeline stages: an article, a chunk of it, a search
+filter, a search hit."""
 
 from __future__ import annotations
 
@@ -107,3 +108,33 @@ class Hit:
                 for other in self.corroborating
             ],
         }
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Which chunks a search may return: those of `articles` (all if None) dated within the
+    bounds. A date bound excludes undated articles unless `include_undated` is set. Each
+    store applies it inside its retrievers, before any cut."""
+
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    articles: frozenset[str] | None = None
+    include_undated: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.articles is not None or self.has_date_bound
+
+    @property
+    def has_date_bound(self) -> bool:
+        return self.date_from is not None or self.date_to is not None
+
+    def admits(self, article_id: str, date: dt.date | None) -> bool:
+        if self.articles is not None and article_id not in self.articles:
+            return False
+        if not self.has_date_bound:
+            return True
+        if date is None:
+            return self.include_undated
+        return (self.date_from is None or date >= self.date_from) and (
+            self.date_to is None or date <= self.date_to)

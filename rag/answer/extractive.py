@@ -25,7 +25,7 @@ from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage
 from rag.config import Config
 from rag.records import Chunk, Hit
 from rag.search.typos import QueryTerms
-from rag.storage.snapshot import Snapshot
+from rag.storage.reader import IndexReader
 from rag.text.normalize import normalize_word, terms
 
 NOT_ANSWERED = "The indexed articles do not answer this question."
@@ -88,16 +88,16 @@ def topic_words(question: str) -> set[str]:
     return set(terms(question)) - _QUESTION_TERMS
 
 
-def topic_terms(question: str, query: QueryTerms, snapshot: Snapshot) -> list[TopicTerm]:
+def topic_terms(question: str, query: QueryTerms, reader: IndexReader) -> list[TopicTerm]:
     """The question's topic words, each weighted by idf, with what in the index matches it."""
     typed = sorted(topic_words(question))
-    idf = snapshot.lexical.idf(typed).tolist()
+    idf = reader.lexicon.idf(typed).tolist()
     found = []
     for term, weight in zip(typed, idf, strict=True):
-        if snapshot.lexical.knows(term):
+        if reader.lexicon.knows(term):
             found.append(TopicTerm(weight, {term: 1.0}))
         elif stand_ins := query.corrections.get(term):  # a typo weighs what the words read for it weigh
-            found.append(TopicTerm(float(snapshot.lexical.idf(list(stand_ins)).max()),
+            found.append(TopicTerm(float(reader.lexicon.idf(list(stand_ins)).max()),
                                    dict.fromkeys(stand_ins, _typo_credit(query, stand_ins))))
         else:  # unknown in any form: weighted as the rarest term, matched by nothing
             found.append(TopicTerm(weight, {}))
@@ -115,12 +115,12 @@ def _held(topic: list[TopicTerm], held: dict[str, float]) -> float:
                for t in topic) / total
 
 
-def gather_evidence(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarray, question: str,
+def gather_evidence(reader: IndexReader, hits: list[Hit], query_vector: np.ndarray, question: str,
                     query: QueryTerms, embed_tokens: TokenEmbed, config: Config) -> Evidence:
     """The candidate sentences of the hits, best first, and the signals of the evidence."""
-    topic = topic_terms(question, query, snapshot)
+    topic = topic_terms(question, query, reader)
     passage_coverage = max((_held(topic, dict.fromkeys(_passage_terms(hit), 1.0)) for hit in hits), default=0.0)
-    sentences = score_sentences(snapshot, hits, query_vector, question, topic, config)
+    sentences = score_sentences(reader, hits, query_vector, question, topic, config)
     total = sum(t.weight for t in topic) or 1.0
     cosines = sorted((s.cosine for s in sentences), reverse=True)
     best = sentences[0] if sentences else None
@@ -130,12 +130,12 @@ def gather_evidence(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarra
         "sentence_cosine": cosines[0] if cosines else 0.0,
         "unknown_share": sum(t.weight for t in topic if not t.matches) / total,
         "cosine_margin": (cosines[0] - cosines[min(_MARGIN_RANK, len(cosines)) - 1]) if cosines else 0.0,
-        **token_alignment(snapshot, question, [s.text for s in sentences[:_ALIGNED]], embed_tokens),
+        **token_alignment(reader, question, [s.text for s in sentences[:_ALIGNED]], embed_tokens),
     }
     return Evidence(sentences, signals)
 
 
-def token_alignment(snapshot: Snapshot, question: str, sentences: list[str], embed_tokens: TokenEmbed,
+def token_alignment(reader: IndexReader, question: str, sentences: list[str], embed_tokens: TokenEmbed,
                     ) -> dict[str, float]:
     """How well the best of `sentences` holds each topic word of the question in meaning, not
     spelling (BERTScore-style MaxSim over MiniLM's contextual token vectors: "boats" finds
@@ -154,7 +154,7 @@ def token_alignment(snapshot: Snapshot, question: str, sentences: list[str], emb
         if inside.any():
             mean = question_tokens[inside].mean(axis=0)
             vectors.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-            weights.append(float(snapshot.lexical.idf(word_terms).max()))
+            weights.append(float(reader.lexicon.idf(word_terms).max()))
     if not vectors:
         return {"token_match": 0.0, "token_gap": 0.0}
     word_vectors, word_weights = np.array(vectors), np.array(weights)
@@ -170,7 +170,7 @@ def _passage_terms(hit: Hit) -> set[str]:
     return {t for chunk in (hit.chunk, *hit.corroborating) for t in terms(f"{chunk.title} {chunk.text}")}
 
 
-def score_sentences(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarray, question: str,
+def score_sentences(reader: IndexReader, hits: list[Hit], query_vector: np.ndarray, question: str,
                     topic: list[TopicTerm], config: Config) -> list[ScoredSentence]:
     """Every sentence of the hits (and of their corroborating passages), best first.
 
@@ -188,14 +188,14 @@ def score_sentences(snapshot: Snapshot, hits: list[Hit], query_vector: np.ndarra
     seen: dict[int, ScoredSentence] = {}
     for hit in hits:
         for chunk in (hit.chunk, *hit.corroborating):
-            stored = snapshot.chunks.of(chunk)
+            stored = reader.stored_of(chunk)
             fresh = [(s, span) for s, span in zip(stored.sentence_ids, stored.sentence_spans, strict=True)
                      if s not in seen]
             if not fresh:
                 continue
             if chunk.article_id not in credits:
-                credits[chunk.article_id] = _term_credits(snapshot.article_sentences(chunk.article_id), wanted)
-            cosines = snapshot.sentence_vectors.vectors_of(np.array([s for s, _ in fresh])) @ query_vector
+                credits[chunk.article_id] = _term_credits(reader.article_sentences(chunk.article_id), wanted)
+            cosines = reader.sentence_vectors_of(np.array([s for s, _ in fresh])) @ query_vector
             for (sentence_id, (start, end)), cosine in zip(fresh, cosines.tolist(), strict=True):
                 coverage = _held(matchable, credits[chunk.article_id][sentence_id])
                 text = chunk.text[start - chunk.start : end - chunk.start]
@@ -221,19 +221,19 @@ def _term_credits(sentences: list[tuple[int, str]], wanted: set[str]) -> dict[in
     return credits
 
 
-def compose_extractive(question: str, hits: list[Hit], snapshot: Snapshot, query_vector: np.ndarray,
+def compose_extractive(question: str, hits: list[Hit], reader: IndexReader, query_vector: np.ndarray,
                        query: QueryTerms, embed_tokens: TokenEmbed, answerability: AnswerabilityModel,
                        config: Config) -> Answer:
     """One to three verbatim sentences with citations, hedged when the evidence may not answer,
     or an abstention with related passages."""
-    evidence = gather_evidence(snapshot, hits, query_vector, question, query, embed_tokens, config)
+    evidence = gather_evidence(reader, hits, query_vector, question, query, embed_tokens, config)
     scores = answerability.scores(evidence.signals)
     signals = {**evidence.signals, **scores}
     outcome = answerability.outcome(scores) if evidence.sentences else "not_found"
     if outcome == "not_found":
         return abstention(question, hits, mode="extractive", signals=signals)
     ranked = evidence.sentences
-    vectors = snapshot.sentence_vectors.vectors_of(np.array([s.sentence_id for s in ranked]))
+    vectors = reader.sentence_vectors_of(np.array([s.sentence_id for s in ranked]))
     chosen: list[int] = [0]
     for position in range(1, len(ranked)):
         if len(chosen) == _MAX_SENTENCES or ranked[position].score < config.answer_keep_ratio * ranked[0].score:
@@ -247,7 +247,7 @@ def compose_extractive(question: str, hits: list[Hit], snapshot: Snapshot, query
     quoted: set[tuple[str, int]] = set()
     for position in chosen:
         sentence = ranked[position]
-        before = _referent(snapshot, sentence)
+        before = _referent(reader, sentence)
         if before is not None and (before.chunk.article_id, before.start) not in quoted:
             sentences.append(AnswerSentence(text=before.text, citations=(_cite(citations, before),)))
             quoted.add((before.chunk.article_id, before.start))
@@ -263,12 +263,12 @@ def compose_extractive(question: str, hits: list[Hit], snapshot: Snapshot, query
                   notice=HEDGED if outcome == "hedged" else None, signals=signals)
 
 
-def _referent(snapshot: Snapshot, sentence: ScoredSentence) -> ScoredSentence | None:
+def _referent(reader: IndexReader, sentence: ScoredSentence) -> ScoredSentence | None:
     """The sentence before one that opens on a pronoun or connective ("He", "It", "Also"),
     when it is in the same passage: it names what the chosen sentence refers to."""
     if not _LEANS_BACK.match(sentence.text):
         return None
-    stored = snapshot.chunks.of(sentence.chunk)
+    stored = reader.stored_of(sentence.chunk)
     position = stored.sentence_ids.index(sentence.sentence_id)
     if position == 0:
         return None

@@ -12,29 +12,28 @@ from __future__ import annotations
 import numpy as np
 
 from rag.records import Chunk, Hit
-from rag.storage.snapshot import Snapshot
+from rag.storage.reader import IndexReader
 
 
-def collapse_duplicates(snapshot: Snapshot, ranked: np.ndarray, scores: np.ndarray, best_sentences: np.ndarray,
+def collapse_duplicates(reader: IndexReader, ranked: np.ndarray, scores: np.ndarray, best_sentences: np.ndarray,
                         k: int, similarity: float) -> list[Hit]:
     """The first k passages of `ranked` (chunk ids, best first) that repeat no kept passage of
     another article, each with the passages that repeat it as `corroborating` (one per article)."""
-    dim = snapshot.sentence_vectors.dim
     kept: list[int] = []  # positions in the ranking
-    kept_vectors = np.empty((k, dim), dtype=np.float32)
-    kept_articles = np.empty(k, dtype=np.int64)
+    kept_vectors = np.empty((k, reader.dim), dtype=np.float32)
+    kept_articles = np.empty(k, dtype=object)
     corroborating: dict[int, list[Chunk]] = {}
     fetched, vectors, articles = 0, kept_vectors[:0], kept_articles[:0]
     for position in range(len(ranked)):
         if position == fetched:  # vectors are read for the head of the ranking, doubling as needed
             fetched = min(len(ranked), max(4 * k, 2 * fetched))
-            vectors = snapshot.sentence_vectors.vectors_of(best_sentences[:fetched])
-            articles = snapshot.chunk_article_rows[snapshot.positions(ranked[:fetched])]
+            vectors = reader.sentence_vectors_of(best_sentences[:fetched])
+            articles = reader.article_ids_of(ranked[:fetched])
         count = len(kept)
         twins = np.flatnonzero((kept_articles[:count] != articles[position])
                                & (kept_vectors[:count] @ vectors[position] >= similarity))
         if len(twins):
-            chunk = snapshot.chunks[int(ranked[position])].chunk
+            chunk = reader.stored(int(ranked[position])).chunk
             others = corroborating.setdefault(kept[twins[0]], [])
             if all(other.article_id != chunk.article_id for other in others):
                 others.append(chunk)
@@ -43,6 +42,6 @@ def collapse_duplicates(snapshot: Snapshot, ranked: np.ndarray, scores: np.ndarr
             break
         kept_vectors[count], kept_articles[count] = vectors[position], articles[position]
         kept.append(position)
-    return [Hit(chunk=snapshot.chunks[int(ranked[i])].chunk, score=float(scores[i]), rank=rank,
+    return [Hit(chunk=reader.stored(int(ranked[i])).chunk, score=float(scores[i]), rank=rank,
                 corroborating=tuple(corroborating.get(i, ())))
             for rank, i in enumerate(kept, start=1)]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from rag.storage.lexical import LexicalIndex
+from rag.storage.reader import Lexicon
 
 TYPO_WEIGHT = 0.7
 """What a stand-in for a typed word counts, relative to a term typed right: set by judgement
@@ -41,7 +41,7 @@ class QueryTerms:
         return cls(tuple(query_terms), (1.0,) * len(query_terms), {})
 
 
-def correct_typos(query_terms: Sequence[str], lexical: LexicalIndex) -> QueryTerms:
+def correct_typos(query_terms: Sequence[str], lexical: Lexicon) -> QueryTerms:
     """The query's terms plus, for each word of letters the index does not know (the longest
     MAX_CORRECTED_WORDS), the known terms at the least edit distance a typo allows, up to 3,
     the most frequent first; none for a word under 4 letters."""

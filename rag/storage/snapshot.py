@@ -5,10 +5,11 @@ The layout on disk is in rag.storage.layout; writing a version is rag.storage.wr
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import shlex
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +22,14 @@ from rag.config import Config
 from rag.encoders.base import Embedder
 from rag.encoders.minilm import BACKENDS
 from rag.errors import REBUILD_HINT, IndexCorruptError, IndexMismatchError, RagError
-from rag.storage.chunk_table import LINES_FILE, ChunkRecords, concat_ranges, distinct
+from rag.records import Chunk, SearchFilter
+from rag.storage.chunk_table import (
+    LINES_FILE,
+    ChunkRecords,
+    StoredChunk,
+    concat_ranges,
+    distinct,
+)
 from rag.storage.layout import (
     ARTICLE_IDS_FILE,
     ARTICLE_VECTORS_FILE,
@@ -140,6 +148,96 @@ class Snapshot:
         sorted_sentences, owners = self.sentence_owners
         first = np.searchsorted(sorted_sentences, sentence_ids, side="left")
         return owners[concat_ranges(first, np.searchsorted(sorted_sentences, sentence_ids, side="right") - first)]
+
+    # The store-neutral reading interface (rag.storage.reader.IndexReader).
+
+    @property
+    def lexicon(self) -> LexicalIndex:
+        return self.lexical
+
+    @property
+    def dim(self) -> int:
+        return self.chunk_vectors.dim
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.chunks)
+
+    def dense_chunks(self, query_vector: np.ndarray, depth: int, search_filter: SearchFilter) -> np.ndarray:
+        return self.chunk_vectors.search(query_vector, depth, self.allowed_chunk_ids(search_filter))
+
+    def dense_sentence_chunks(self, query_vector: np.ndarray, depth: int, search_filter: SearchFilter) -> np.ndarray:
+        allowed = self.allowed_chunk_ids(search_filter)
+        sentence_allowed = None if allowed is None else np.unique(self.sentences_of(allowed)[0])
+        holding = self.chunks_holding(self.sentence_vectors.search(query_vector, depth, sentence_allowed))
+        if allowed is not None:  # a sentence may sit in an admitted chunk and in one that is not
+            holding = holding[np.isin(holding, allowed)]
+        return holding
+
+    def lexical_scores(self, terms: Sequence[str], weights: Sequence[float],
+                       search_filter: SearchFilter) -> _ScoredChunks:
+        allowed = self.allowed_chunk_ids(search_filter)
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(len(self.chunk_ids), dtype=bool)
+            mask[self.positions(allowed)] = True
+        return _ScoredChunks(self, self.lexical.scores(terms, weights, mask))
+
+    def chunk_vectors_of(self, chunk_ids: np.ndarray) -> np.ndarray:
+        return self.chunk_vectors.vectors_of(chunk_ids)
+
+    def sentence_vectors_of(self, sentence_ids: np.ndarray) -> np.ndarray:
+        return self.sentence_vectors.vectors_of(sentence_ids)
+
+    def article_vectors_of(self, chunk_ids: np.ndarray) -> np.ndarray:
+        return self.article_vectors[self.chunk_article_rows[self.positions(chunk_ids)]]
+
+    def article_ids_of(self, chunk_ids: np.ndarray) -> np.ndarray:
+        return self.chunks.article_ids[self.positions(chunk_ids)]
+
+    def stored(self, chunk_id: int) -> StoredChunk:
+        return self.chunks[chunk_id]
+
+    def stored_of(self, chunk: Chunk) -> StoredChunk:
+        return self.chunks.of(chunk)
+
+    def allowed_chunk_ids(self, search_filter: SearchFilter) -> np.ndarray | None:
+        """The chunks of the articles the filter admits (decided per article: there are far
+        fewer), None if it admits all; kept for the few filters a session uses."""
+        if not search_filter.active:
+            return None
+        cached = self._allowed.get(search_filter)
+        if cached is None:
+            admitted = [self.chunk_ids_of_article[article_id]
+                        for article_id, entry in self.manifest["articles"].items()
+                        if article_id in self.chunk_ids_of_article
+                        and search_filter.admits(article_id, dt.date.fromisoformat(entry["date"]) if entry["date"] else None)]
+            cached = np.sort(np.concatenate(admitted)) if admitted else np.zeros(0, dtype=np.int64)
+            if len(self._allowed) >= 16:
+                self._allowed.clear()
+            self._allowed[search_filter] = cached
+        return cached
+
+    @cached_property
+    def _allowed(self) -> dict[SearchFilter, np.ndarray]:
+        return {}
+
+
+@dataclass(frozen=True)
+class _ScoredChunks:
+    """A query's BM25 score of every live chunk of a snapshot (rag.storage.reader.LexicalScores)."""
+
+    snapshot: Snapshot
+    scores: np.ndarray  # in ascending chunk id order
+
+    def top(self, depth: int) -> np.ndarray:
+        positive = np.flatnonzero(self.scores > 0)
+        if len(positive) > depth:
+            positive = np.sort(positive[np.argpartition(-self.scores[positive], depth - 1)[:depth]])
+        return self.snapshot.chunk_ids[positive]
+
+    def of(self, chunk_ids: np.ndarray) -> np.ndarray:
+        return self.scores[self.snapshot.positions(chunk_ids)]
 
 
 def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
