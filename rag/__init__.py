@@ -46,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "ArticleInfo": "rag.index",
     "Index": "rag.index",
     "IndexStats": "rag.index",
-    "UpdateReport": "rag.ingest.update",
+    "UpdateReport": "rag.ingest.plan",
     "build_index": "rag.ingest.update",
     "IntakeResult": "rag.text.intake",
     "intake_articles": "rag.text.intake",
@@ -145,7 +145,8 @@ if TYPE_CHECKING:  # what type checkers and editors see
         RagError,
     )
     from rag.index import ArticleInfo, Index, IndexStats
-    from rag.ingest.update import UpdateReport, build_index
+    from rag.ingest.plan import UpdateReport
+    from rag.ingest.update import build_index
     from rag.records import Article, Chunk, Hit
     from rag.search.followups import Turn
     from rag.text.articles import LoadReport, load_articles, read_article

@@ -26,7 +26,8 @@ from rag.encoders.base import Embedder
 from rag.encoders.minilm import default_embedder
 from rag.errors import GeneratorError, RagError
 from rag.index import Index
-from rag.ingest.update import DEFAULT_INDEX_DIR, UpdateReport, build_index
+from rag.ingest.plan import UpdateReport
+from rag.ingest.update import DEFAULT_INDEX_DIR, build_index
 
 index_option = click.option(
     "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),

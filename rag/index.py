@@ -30,18 +30,17 @@ from rag.config import Config
 from rag.encoders.base import Embedder
 from rag.encoders.minilm import default_embedder
 from rag.errors import ConfigError, QueryError, RagError
-from rag.ingest.update import (
-    DEFAULT_INDEX_DIR,
-    ProgressCallback,
-    UpdateReport,
-    update_index,
-)
+from rag.ingest.milvus_update import update_milvus
+from rag.ingest.plan import UpdateReport
+from rag.ingest.update import DEFAULT_INDEX_DIR, ProgressCallback, update_index
 from rag.records import Hit, SearchFilter
 from rag.search.followups import Turn, standalone_question
 from rag.search.retrieval import RETRIEVERS, Retriever, rank_chunks
 from rag.search.typos import QueryTerms, correct_typos
 from rag.storage.layout import current_snapshot_dir
-from rag.storage.snapshot import Snapshot, check_compatible, load_snapshot
+from rag.storage.milvus import MilvusReader, MilvusSettings, MilvusStore, is_milvus_uri
+from rag.storage.reader import IndexReader
+from rag.storage.snapshot import check_compatible, load_snapshot
 from rag.text.language import foreign_language, language_notice
 from rag.text.normalize import terms
 
@@ -94,7 +93,7 @@ class Index:
     running meanwhile finish on the snapshot they started with.
     """
 
-    def __init__(self, path: Path, snapshot: Snapshot, embedder: Embedder, config: Config) -> None:
+    def __init__(self, path: Path | str, snapshot: IndexReader, embedder: Embedder, config: Config) -> None:
         self.path = path
         self.embedder = embedder
         self.config = config
@@ -109,20 +108,35 @@ class Index:
     @classmethod
     def open(cls, path: str | Path = DEFAULT_INDEX_DIR, embedder: Embedder | None = None,
              config: Config | None = None) -> Index:
-        """Load the live snapshot; refuse one built with another encoder or chunker."""
-        path = Path(path)
+        """Open the index in a folder (the embedded store) or on Milvus (`milvus-lite:PATH`,
+        `http(s)://host:19530`, rag.storage.milvus); refuse one built with another encoder or chunker."""
         embedder = embedder or default_embedder()
         config = config or Config()
-        snapshot = load_snapshot(current_snapshot_dir(path), read_ahead=True)
-        check_compatible(snapshot.manifest, embedder, config, path)
-        return cls(path, snapshot, embedder, config)
+        if is_milvus_uri(path):
+            store = MilvusStore.connect(MilvusSettings.from_uri(str(path)))
+            try:
+                reader: IndexReader = MilvusReader.open(store)
+            except RagError:
+                store.close()
+                raise
+            location: Path | str = str(path)
+        else:
+            location = Path(path)
+            reader = load_snapshot(current_snapshot_dir(location), read_ahead=True)
+        check_compatible(reader.manifest, embedder, config, location)
+        return cls(location, reader, embedder, config)
 
     @property
-    def snapshot(self) -> Snapshot:
-        """The immutable snapshot being served: what a tool that ranks without encoding a query
-        (a benchmark, say) passes to rag.search.retrieval.rank_chunks. Take it once per use:
-        an update swaps in a new one."""
+    def snapshot(self) -> IndexReader:
+        """The immutable version of the index being served: what a tool that ranks without
+        encoding a query (a benchmark, say) passes to rag.search.retrieval.rank_chunks. Take
+        it once per use: an update swaps in a new one."""
         return self._snapshot
+
+    def close(self) -> None:
+        """Let go of the store: for milvus-lite, its server, so another process may open the file."""
+        if isinstance(self._snapshot, MilvusReader):
+            self._snapshot.store.close()
 
     def stats(self) -> IndexStats:
         """Counts and build settings of the snapshot being served."""
@@ -152,6 +166,13 @@ class Index:
     def update(self, sources: Sequence[str | Path], rebuild: bool = False,
                progress: ProgressCallback | None = None, lock_timeout: float = 60.0) -> UpdateReport:
         """Bring the index in line with `sources` on disk, then serve the new snapshot."""
+        if isinstance(self._snapshot, MilvusReader):
+            store = self._snapshot.store
+            report = update_milvus(sources, store.settings, self.embedder, self.config, rebuild=rebuild,
+                                   progress=progress, lock_timeout=lock_timeout, store=store)
+            with self._swap_lock:
+                self._snapshot = MilvusReader.open(store)
+            return report
         report, written = update_index(sources, self.path, self.embedder, self.config, rebuild=rebuild,
                                        progress=progress, lock_timeout=lock_timeout, served=self._snapshot)
         with self._swap_lock:  # serve the live snapshot, whoever wrote it, never an older one
@@ -284,7 +305,7 @@ def _turns(history: Sequence[Turn | tuple[str, str] | Mapping[str, str]]) -> lis
     return turns
 
 
-def _excluded_undated(snapshot: Snapshot, search_filter: SearchFilter) -> tuple[str, ...]:
+def _excluded_undated(snapshot: IndexReader, search_filter: SearchFilter) -> tuple[str, ...]:
     """The undated articles a date range leaves out (of those the article filter admits)."""
     if not search_filter.has_date_bound or search_filter.include_undated:
         return ()
@@ -300,7 +321,7 @@ def _undated_notice(excluded: Sequence[str]) -> str | None:
             "date range; include undated articles to search them.")
 
 
-def _empty_range_notice(snapshot: Snapshot, search_filter: SearchFilter) -> str | None:
+def _empty_range_notice(snapshot: IndexReader, search_filter: SearchFilter) -> str | None:
     """Said when the filters admit no dated article at all: not "the articles do not answer"."""
     if not search_filter.has_date_bound:
         return None
@@ -323,7 +344,7 @@ def _check_count(k: object, most: int) -> None:
         raise QueryError(f"k (passages) must be a whole number from 1 to {most}, got {k!r}")
 
 
-def _make_filter(snapshot: Snapshot, date_from: dt.date | None, date_to: dt.date | None,
+def _make_filter(snapshot: IndexReader, date_from: dt.date | None, date_to: dt.date | None,
                  articles: Iterable[str] | None, include_undated: bool) -> SearchFilter:
     """Check filter values against the snapshot searched, saying what is wrong with them."""
     for name, value in (("date_from", date_from), ("date_to", date_to)):

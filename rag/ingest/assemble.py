@@ -76,7 +76,8 @@ def next_snapshot(previous: Snapshot | None, embedded: list[Article], split: lis
     next_ids = {"chunk": first_chunk + len(new_chunks), "sentence": first_sentence + len(sentence_vectors)}
     if rebase:  # a base segment is a graph if it holds more than EXACT_UP_TO vectors
         vectors = _Vectors(vectors.chunks.rebased(), vectors.sentences.rebased(), vectors.stored)
-    return Snapshot(manifest=_manifest(vectors, embedder, config, entries, next_ids, segments),
+    return Snapshot(manifest=_manifest(vectors, embedder_info(embedder), config.chunker_settings(), entries,
+                                       next_ids, segments),
                     chunk_vectors=vectors.chunks, sentence_vectors=vectors.sentences,
                     chunks=vectors.stored, lexical=lexical, article_vectors=article_vectors,
                     article_rows=article_rows, removed=removed)
@@ -113,6 +114,15 @@ def _add_records(vectors: _Vectors, split: list[ChunkedArticle], first_chunk: in
                  first_sentence: int) -> list[StoredChunk]:
     """Add the records of the newly split articles' chunks, with ids from `first_chunk` and
     `first_sentence` on; returns their chunks in id order."""
+    added = stored_chunks(split, first_sentence)
+    vectors.stored = ChunkRecords.concat([
+        vectors.stored, ChunkRecords.from_stored(dict(enumerate(added, start=first_chunk)))])
+    return added
+
+
+def stored_chunks(split: list[ChunkedArticle], first_sentence: int) -> list[StoredChunk]:
+    """The records of the split articles' chunks in order, their sentences numbered from
+    `first_sentence` on in the order embed_articles encoded them."""
     added = []
     sentence_cursor = first_sentence
     for part in split:
@@ -120,20 +130,44 @@ def _add_records(vectors: _Vectors, split: list[ChunkedArticle], first_chunk: in
             added.append(StoredChunk(chunk=chunk, sentence_spans=tuple(part.sentences[i] for i in members),
                                      sentence_ids=tuple(sentence_cursor + i for i in members)))
         sentence_cursor += len(part.sentences)
-    vectors.stored = ChunkRecords.concat([
-        vectors.stored, ChunkRecords.from_stored(dict(enumerate(added, start=first_chunk)))])
     return added
 
 
-def _manifest(vectors: _Vectors, embedder: Embedder, config: Config, entries: dict[str, dict[str, Any]],
+def embedder_info(embedder: Embedder) -> dict[str, Any]:
+    """What an index records of the encoder that made its vectors: a search with another is refused."""
+    return {"name": embedder.name, **embedder.describe(), "dim": embedder.dim, "max_tokens": embedder.max_tokens,
+            "normalization": "l2", "metric": "inner_product"}
+
+
+LEXICAL_INFO = {"formula": "BM25 (Lucene)", **LexicalIndex.PARAMS, "fields": "heading x2 + chunk text"}
+
+
+def snapshot_of(stored: dict[int, StoredChunk], chunk_vectors: np.ndarray, sentence_ids: np.ndarray,
+                sentence_vectors: np.ndarray, entries: dict[str, dict[str, Any]], article_vectors: dict[str, np.ndarray],
+                embedder: dict[str, Any], chunker: dict[str, Any], next_ids: dict[str, int]) -> Snapshot:
+    """A new index's snapshot, one base segment, from chunks and vectors made elsewhere (an
+    index exported from another store): nothing is encoded again. `stored` and
+    `chunk_vectors` are in ascending chunk id order, `sentence_ids` ascending."""
+    chunk_ids = np.array(sorted(stored), dtype=np.int64)
+    records = ChunkRecords.from_stored(stored)
+    vectors = _Vectors(VectorIndex.of(chunk_vectors, chunk_ids), VectorIndex.of(sentence_vectors, sentence_ids), records)
+    live = sorted(entries)
+    return Snapshot(manifest=_manifest(vectors, embedder, chunker, entries, next_ids, [new_segment(0)]),
+                    chunk_vectors=vectors.chunks, sentence_vectors=vectors.sentences, chunks=records,
+                    lexical=LexicalIndex.build([stored[i].chunk for i in chunk_ids.tolist()]),
+                    article_vectors=np.array([article_vectors[a] for a in live], dtype=np.float32).reshape(-1, embedder["dim"]),
+                    article_rows={article_id: row for row, article_id in enumerate(live)},
+                    removed=np.zeros(0, dtype=np.int64))
+
+
+def _manifest(vectors: _Vectors, embedder: dict[str, Any], chunker: dict[str, Any], entries: dict[str, dict[str, Any]],
               next_ids: dict[str, int], segments: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
-        "embedder": {"name": embedder.name, **embedder.describe(), "dim": embedder.dim, "max_tokens": embedder.max_tokens,
-                     "normalization": "l2", "metric": "inner_product"},
-        "chunker": config.chunker_settings(),
+        "embedder": embedder,
+        "chunker": chunker,
         "vector_search": {"chunks": vectors.chunks.kind(), "sentences": vectors.sentences.kind()},
-        "lexical": {"formula": "BM25 (Lucene)", **LexicalIndex.PARAMS, "fields": "heading x2 + chunk text"},
+        "lexical": LEXICAL_INFO,
         "articles": dict(sorted(entries.items())),
         "counts": {"articles": len(entries), "chunks": len(vectors.stored), "sentences": vectors.sentences.ntotal},
         "next_ids": next_ids,
@@ -154,16 +188,22 @@ def _compaction_due(segments: list[dict[str, Any]], removed: np.ndarray, live_ch
 
 def _article_vectors(previous: Snapshot | None, split: list[ChunkedArticle], chunk_vectors: np.ndarray,
                      dim: int) -> tuple[np.ndarray, dict[str, int]]:
-    """The previous article vectors with one row appended per article embedded: the
-    normalised mean of its chunk vectors (what the article is about as a whole)."""
+    """The previous article vectors with one row appended per article embedded."""
     old = previous.article_vectors if previous else np.zeros((0, dim), dtype=np.float32)
     rows = dict(previous.article_rows) if previous else {}
+    fresh = article_means(split, chunk_vectors, dim)
+    for number, article_id in enumerate(fresh):
+        rows[article_id] = len(old) + number
+    return np.concatenate([old, np.array(list(fresh.values()), dtype=np.float32).reshape(-1, dim)]), rows
+
+
+def article_means(split: list[ChunkedArticle], chunk_vectors: np.ndarray, dim: int) -> dict[str, np.ndarray]:
+    """Each split article's vector, in order: the normalised mean of its chunk vectors (what
+    the article is about as a whole); an article without chunks has none."""
     sizes = [len(part.chunks) for part in split if part.chunks]
     starts = np.cumsum([0, *sizes[:-1]])
-    fresh = normalise(np.add.reduceat(chunk_vectors, starts, axis=0)) if sizes else np.zeros((0, dim), np.float32)
-    for number, part in enumerate(part for part in split if part.chunks):
-        rows[part.chunks[0].article_id] = len(old) + number
-    return np.concatenate([old, fresh]), rows
+    means = normalise(np.add.reduceat(chunk_vectors, starts, axis=0)) if sizes else np.zeros((0, dim), np.float32)
+    return {part.chunks[0].article_id: mean for part, mean in zip((p for p in split if p.chunks), means, strict=True)}
 
 
 @functools.cache  # a process's installed packages do not change; looking them up took 16 ms an update
