@@ -28,11 +28,30 @@ from rag.errors import GeneratorError, RagError
 from rag.index import Index
 from rag.ingest.plan import UpdateReport
 from rag.ingest.update import DEFAULT_INDEX_DIR, build_index
+from rag.storage.milvus import is_milvus_uri
+
+
+class _Store(click.ParamType):
+    """An index folder (a Path), or a Milvus store kept as given: `milvus-lite:PATH` or
+    `http(s)://host:19530` (rag.storage.milvus)."""
+
+    name = "store"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        if isinstance(value, Path) or not is_milvus_uri(str(value)):
+            path = Path(value)
+            if path.exists() and not path.is_dir():
+                self.fail(f"{value} is a file; the index is a folder (or a Milvus store such as "
+                          "milvus-lite:/tmp/rag.db)", param, ctx)
+            return path
+        return str(value)
+
 
 index_option = click.option(
-    "--index", "index_dir", type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_INDEX_DIR, envvar="RAG_INDEX", show_default=True, show_envvar=True,
-    help="Index directory.",
+    "--index", "--store", "index_dir", type=_Store(), default=DEFAULT_INDEX_DIR, envvar=["RAG_STORE", "RAG_INDEX"],
+    show_default=True, show_envvar=True,
+    help="Where the index is: a folder, milvus-lite:PATH, or a Milvus cluster's http(s)://host:19530 "
+         "(RAG_MILVUS_TOKEN authenticates).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -114,7 +133,7 @@ def _embedder() -> Embedder:
 @click.option("--max-file-mb", type=click.FloatRange(min=0.001), default=5.0, show_default=True,
               help="Refuse article files larger than this.")
 @json_option
-def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path, rebuild: bool, follow_links: bool,
+def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path | str, rebuild: bool, follow_links: bool,
                   ray_address: str | None, max_file_mb: float, as_json: bool) -> None:
     """Build or update the index from article files (.txt, .md) and folders.
 
@@ -183,7 +202,7 @@ def _filters(index: Index, since: Any, until: Any, articles: tuple[str, ...], in
 @index_option
 @json_option
 def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool,
-           index_dir: Path, as_json: bool) -> None:
+           index_dir: Path | str, as_json: bool) -> None:
     """Rank passages by meaning and by words (BM25 fused with dense retrieval).
 
     \b
@@ -228,7 +247,7 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
 @index_option
 @json_option
 def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm_model: str | None, llm_gguf: Path | None,
-        llm_threads: int | None, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool, index_dir: Path,
+        llm_threads: int | None, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool, index_dir: Path | str,
         as_json: bool) -> None:
     """Answer from the articles: verbatim sentences, each cited, or a plain "not in the articles".
 
@@ -284,15 +303,16 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
 @main.command()
 @index_option
 @json_option
-def check(index_dir: Path, as_json: bool) -> None:
+def check(index_dir: Path | str, as_json: bool) -> None:
     """Verify the index in full: every file hashed against the manifest, and its parts agreeing.
 
     Opening an index checks file sizes always and hashes only while it is small; this reads
     everything. Exit status 1 when a problem is found, with one line per problem.
     """
+    from rag.storage.milvus import verify_milvus
     from rag.storage.snapshot import verify_index
 
-    problems = verify_index(index_dir)
+    problems = verify_milvus(str(index_dir)) if is_milvus_uri(index_dir) else verify_index(index_dir)
     if as_json:
         _print_json({"index": str(index_dir), "problems": problems})
     else:
@@ -306,8 +326,32 @@ def check(index_dir: Path, as_json: bool) -> None:
 
 @main.command()
 @index_option
+@click.option("--to", "target", type=_Store(), required=True,
+              help="Where to copy the index: a folder, or a Milvus store (milvus-lite:PATH, http(s)://host:19530).")
+@click.option("--replace", is_flag=True, help="Overwrite an index already at --to.")
 @json_option
-def info(index_dir: Path, as_json: bool) -> None:
+def export(index_dir: Path | str, target: Path | str, replace: bool, as_json: bool) -> None:
+    """Copy the index to the other kind of store, vectors included (nothing is encoded again).
+
+    \b
+    Examples:
+      rag export --store index --to milvus-lite:/tmp/rag.db
+      rag export --store http://milvus:19530 --to /tmp/index
+    """
+    from rag.ingest.export import export_index
+
+    report = export_index(index_dir, target, replace=replace)
+    if as_json:
+        _print_json({"from": str(index_dir), "to": str(target), "articles": report.articles, "chunks": report.chunks,
+                     "sentences": report.sentences})
+    else:
+        _echo(f"{index_dir} -> {target}: {report.summary()}")
+
+
+@main.command()
+@index_option
+@json_option
+def info(index_dir: Path | str, as_json: bool) -> None:
     """Show what the index holds: articles, model, counts, last update.
 
     \b
@@ -342,7 +386,7 @@ def info(index_dir: Path, as_json: bool) -> None:
 @index_option
 @json_option
 def eval_command(qa_file: Path | None, articles: tuple[Path, ...], beir_dir: Path | None, split: str | None,
-                 cache: Path, index_dir: Path, as_json: bool) -> None:
+                 cache: Path, index_dir: Path | str, as_json: bool) -> None:
     """Measure retrieval for BM25, dense and hybrid search side by side, and the answers.
 
     With --qa: recall@1/3/5 and MRR of the source articles on a question set, and how `rag
@@ -410,7 +454,7 @@ def _print_answer_figures(answers: dict[str, Any]) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
 @click.option("--insecure", is_flag=True,
               help="Allow a non-loopback --host without a login (RAG_UI_USER / RAG_UI_PASSWORD).")
-def serve(index_dir: Path, seeds: Path, host: str, port: int, insecure: bool) -> None:
+def serve(index_dir: Path | str, seeds: Path, host: str, port: int, insecure: bool) -> None:
     """Build the index if it is missing or stale, then serve the web page.
 
     Uploaded articles are saved into --seeds and indexed incrementally. Off 127.0.0.1 the

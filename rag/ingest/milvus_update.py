@@ -68,11 +68,11 @@ def update_milvus(sources: Sequence[str | Path], settings: MilvusSettings, embed
         meta = store.meta()
         if meta is not None and not rebuild:
             check_compatible(meta, embedder, config, settings.shown)
-        with _locked(store, embedder.dim, lock_timeout):
+        with store_lock(store, embedder.dim, lock_timeout):
             meta = store.meta()
             if meta is None or rebuild:
                 meta = new_meta(embedder_info(embedder), config.chunker_settings())
-                _reset(store, embedder.dim, meta)
+                reset_store(store, embedder.dim, meta)
             resumed = _resume(store, meta)
             roots = [Path(source).resolve() for source in sources]
             loaded = load_articles(roots, config, follow_links)
@@ -107,7 +107,7 @@ def new_meta(embedder: dict[str, Any], chunker: dict[str, Any]) -> dict[str, Any
 
 
 @contextmanager
-def _locked(store: MilvusStore, dim: int, timeout: float) -> Iterator[None]:
+def store_lock(store: MilvusStore, dim: int, timeout: float) -> Iterator[None]:
     """The write lock, taken once the collections exist (the lock is a row of one of them)."""
     from pymilvus import MilvusException
 
@@ -120,7 +120,7 @@ def _locked(store: MilvusStore, dim: int, timeout: float) -> Iterator[None]:
         yield
 
 
-def _reset(store: MilvusStore, dim: int, meta: dict[str, Any]) -> None:
+def reset_store(store: MilvusStore, dim: int, meta: dict[str, Any]) -> None:
     """Empty the index (a rebuild, or the first build), keeping the lock row."""
     for name in ("chunks", "sentences", "articles", "terms"):
         store.client.drop_collection(store.name(name))

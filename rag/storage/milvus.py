@@ -48,6 +48,7 @@ from rag.errors import (
     IndexCorruptError,
     IndexNotFoundError,
     IndexWriteError,
+    RagError,
 )
 from rag.records import Chunk, SearchFilter
 from rag.storage.chunk_table import StoredChunk
@@ -172,6 +173,9 @@ class MilvusStore:
         logging.getLogger("pymilvus").setLevel(logging.ERROR)  # it warns of its own fallbacks on every scan
         if settings.lite:
             Path(settings.uri).parent.mkdir(parents=True, exist_ok=True)
+            # milvus-lite's in-process server logs a traceback for each call it lacks (a scan
+            # asks for a timestamp first, then falls back); those are not errors of ours.
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         try:
             client = MilvusClient(uri=settings.uri, token=settings.token or "", timeout=30)
         except Exception as error:  # pymilvus raises its own classes for every transport
@@ -681,3 +685,33 @@ class MilvusLexicalScores:
                         totals[chunk_id] += weight * score
             self._scores.update(totals)
         return np.array([self._scores.get(int(i), 0.0) for i in chunk_ids.tolist()], dtype=np.float32)
+
+
+def verify_milvus(store: str) -> list[str]:
+    """Every problem found in the index on Milvus at `store`, one line each: an update that
+    stopped half-way, or collections that disagree with the article table. Empty when sound."""
+    try:
+        connected = MilvusStore.connect(MilvusSettings.from_uri(store))
+    except RagError as error:
+        return [str(error)]
+    try:
+        reader = MilvusReader.open(connected)
+        shown, generation = connected.settings.shown, reader.meta["generation"]
+        if reader.hidden:  # its counts are in flux until the update is finished
+            return [f"the last update of {shown} stopped half-way ({len(reader.hidden)} article(s) left out "
+                    f"until it is finished): run `rag index --store {shown}` to finish it"]
+
+        def count(collection: str) -> int:
+            return int(connected.client.query(connected.name(collection), filter=f"generation <= {generation}",
+                                              output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"])
+
+        counts = {"chunks": (count("chunks"), reader.chunk_count),
+                  "sentences": (count("sentences"), reader.manifest["counts"]["sentences"]),
+                  "articles": (count("articles"), len(reader.manifest["articles"]))}
+        return [f"{shown} holds {found} {name} where its article table says {expected}: "
+                     f"rebuild it with `rag index --rebuild --store {shown}`"
+                for name, (found, expected) in counts.items() if found != expected]
+    except RagError as error:
+        return [str(error)]
+    finally:
+        connected.close()
