@@ -271,3 +271,20 @@ def test_a_seed_index_folder_can_move_to_milvus_and_serve(tmp_path, opened):
     result = invoke_cli(["export", "--store", str(folder), "--to", store])
     assert result.exit_code == 0 and "5 articles" in result.output
     assert opened(store).stats().articles == 5
+
+
+def test_the_page_adds_and_removes_articles_on_either_store(store, seeds_copy, tmp_path, opened):
+    """The web page's actions (upload, remove) update whichever store serves it."""
+    from ui.workspace import Workspace
+
+    build_index([seeds_copy], store, embedder=HashingEmbedder())
+    workspace = Workspace(opened(store), seeds_copy)
+    upload = tmp_path / "upload.txt"
+    upload.write_text("Shipyard delivers patrol boats\n\nThe Z189 shipyard handed over four patrol boats to the "
+                      "fisheries surveillance force.\n", encoding="utf-8")
+    added = workspace.add_files([upload])
+    assert added.error is None and added.report.added == ["upload"] and workspace.status()["counts"]["articles"] == 6
+    assert workspace.index.search("patrol boats fisheries surveillance", k=1)[0].chunk.article_id == "upload"
+    removed = workspace.remove_article("upload")
+    assert removed.error is None and removed.report.removed == ["upload"]
+    assert "upload" not in {article["id"] for article in workspace.status()["articles"]}

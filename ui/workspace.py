@@ -109,7 +109,7 @@ class Workspace:
         seeds = self.seeds_dir.resolve()
         articles = [{**article, "source": _relative_source(Path(article["source"]), seeds)}
                     for article in info["articles"]]
-        return {**info, "index": self.index.path.resolve().name, "articles": articles,
+        return {**info, "index": _store_name(self.index.path), "articles": articles,
                 "seeds": seeds.name, "llm_available": self.llm_available}
 
     def add_files(self, files: Sequence[str | Path], progress: Progress | None = None) -> RebuildOutcome:
@@ -163,6 +163,14 @@ class Workspace:
                  error: str | None) -> RebuildOutcome:
         return RebuildOutcome(intake, report, error, dt.datetime.now(),
                               self.index.stats().articles)
+
+
+def _store_name(store: Path | str) -> str:
+    """The index as the page names it, without the server's paths or addresses: a folder's or
+    milvus-lite file's name, or "Milvus" for a cluster."""
+    if isinstance(store, Path):
+        return store.resolve().name
+    return f"Milvus ({Path(store.split(':', 1)[1]).name})" if store.startswith("milvus-lite:") else "Milvus"
 
 
 def _relative_source(source: Path, seeds: Path) -> str:
