@@ -112,19 +112,18 @@ class Index:
         `http(s)://host:19530`, rag.storage.milvus); refuse one built with another encoder or chunker."""
         embedder = embedder or default_embedder()
         config = config or Config()
-        if is_milvus_uri(path):
-            store = MilvusStore.connect(MilvusSettings.from_uri(str(path)))
-            try:
-                reader: IndexReader = MilvusReader.open(store)
-            except RagError:
-                store.close()
-                raise
-            location: Path | str = str(path)
-        else:
-            location = Path(path)
-            reader = load_snapshot(current_snapshot_dir(location), read_ahead=True)
-        check_compatible(reader.manifest, embedder, config, location)
-        return cls(location, reader, embedder, config)
+        if not is_milvus_uri(path):
+            reader = load_snapshot(current_snapshot_dir(Path(path)), read_ahead=True)
+            check_compatible(reader.manifest, embedder, config, Path(path))
+            return cls(Path(path), reader, embedder, config)
+        store = MilvusStore.connect(MilvusSettings.from_uri(str(path)))
+        try:
+            milvus = MilvusReader.open(store)
+            check_compatible(milvus.manifest, embedder, config, str(path))
+        except RagError:
+            store.close()
+            raise
+        return cls(str(path), milvus, embedder, config)
 
     @property
     def snapshot(self) -> IndexReader:
