@@ -13,8 +13,13 @@ the best recall among those with tune precision at least 0.9 (then the best prec
 among settings equal on tune, the one binding the most counted words, the stricter
 reading), and only it is scored on held-out.
 
-    .venv/bin/python scripts/eval_claims.py              # prints per kind, tune and held-out
-    .venv/bin/python scripts/eval_claims.py --split tune # tune only, for developing the check
+`tests/data/claims_fresh.jsonl` (60 claims) is the validation set, for choosing among rules;
+the held-out split and `tests/data/claims_test.jsonl` are the final test sets, scored only
+by the default `--split all`.
+
+    .venv/bin/python scripts/eval_claims.py                    # final report: tune, held-out, fresh, test
+    .venv/bin/python scripts/eval_claims.py --split tune       # tune only, for developing the check
+    .venv/bin/python scripts/eval_claims.py --split validation # tune, then validation, for choosing rules
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from rag.eval.questions import qa_index
 ROOT = Path(__file__).resolve().parent.parent
 CLAIMS = ROOT / "tests" / "data" / "claims.jsonl"
 FRESH = ROOT / "tests" / "data" / "claims_fresh.jsonl"
+TEST = ROOT / "tests" / "data" / "claims_test.jsonl"
 ARTICLES = [ROOT / "seeds", ROOT / "tests" / "data" / "eval_articles"]
 GRID = [VerifierSettings(min_support=support, min_role=role, min_role_cosine=role_cosine, count_words=words)
         for support, role, role_cosine, words in itertools.product(
@@ -49,14 +55,23 @@ def report(name: str, claims: list[dict], checked: list[CheckedClaim]) -> None:
         print(f"  {kind:<20} flagged {by_kind[kind]:>2} of {totals[kind]:>2}")
 
 
+def show_errors(claims: list[dict], checked: list[CheckedClaim]) -> None:
+    """Each claim the check gets wrong, with its reason (never for a test set)."""
+    for claim, result in zip(claims, checked, strict=True):
+        if result.supported != claim["supported"]:
+            print(f"  {claim['id']} {claim['kind']}: {'flagged' if not result.supported else 'passed'} "
+                  f"{result.reason!r}\n    {claim['claim']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--show", action="store_true", help="print each tune claim the chosen setting gets wrong "
-                        "(develop on tune; held-out claims are never shown)")
-    parser.add_argument("--split", choices=("all", "tune"), default="all",
-                        help="tune: score only the tune split, never loading held-out (for developing the check)")
+    parser.add_argument("--show", action="store_true", help="print each tune (and validation) claim the chosen "
+                        "setting gets wrong; test claims are never shown")
+    parser.add_argument("--split", choices=("all", "tune", "validation"), default="all",
+                        help="tune: the tune split only; validation: tune, then the validation file in full; "
+                        "neither loads a test set. all: the final report, test sets included")
     parser.add_argument("--fresh", type=Path, default=FRESH,
-                        help="a second held-out file, written after the rules and never tuned on (all of it is scored)")
+                        help="the validation file, written after the rules and never tuned on (all of it is scored)")
     args = parser.parse_args()
     tune = load_claims(CLAIMS, "tune")
     checker = ClaimChecker(qa_index(ARTICLES))
@@ -70,19 +85,24 @@ def main() -> None:
     tune_checked = checker.check(tune, chosen)
     report("tune", tune, tune_checked)
     if args.show:
-        for claim, result in zip(tune, tune_checked, strict=True):
-            if result.supported != claim["supported"]:
-                print(f"  {claim['id']} {claim['kind']}: {'flagged' if not result.supported else 'passed'} "
-                      f"{result.reason!r}\n    {claim['claim']}")
+        show_errors(tune, tune_checked)
     default = VerifierSettings()
     if default != chosen:
         print(f"note: the shipped default {default} differs from the chosen setting")
-    if args.split == "all":
+    if args.split == "validation":
+        fresh = load_claims(args.fresh)
+        fresh_checked = checker.check(fresh, chosen)
+        report(f"validation ({args.fresh.name})", fresh, fresh_checked)
+        if args.show:
+            show_errors(fresh, fresh_checked)
+    elif args.split == "all":
         heldout = load_claims(CLAIMS, "heldout")
         report("held-out", heldout, checker.check(heldout, chosen))
         fresh = load_claims(args.fresh)
-        report(f"fresh held-out ({args.fresh.name})", fresh, checker.check(fresh, chosen))
-
+        report(f"validation ({args.fresh.name})", fresh, checker.check(fresh, chosen))
+        if TEST.exists():
+            test = load_claims(TEST)
+            report(f"test ({TEST.name})", test, checker.check(test, chosen))
 
 if __name__ == "__main__":
     main()

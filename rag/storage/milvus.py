@@ -78,7 +78,14 @@ class MilvusSettings:
     `index_type` is the dense index (HNSW by default; IVF_FLAT or FLAT), built with `hnsw_m`
     and `hnsw_ef_construction` or `ivf_nlist`; `ef` and `nprobe` are search depths, raised to
     the number of results asked for when smaller. `token` authenticates against a cluster.
+    `tokenizer` splits the BM25 text, which holds rag's own terms joined by spaces
+    (`milvus_terms`): "whitespace" on a cluster; milvus-lite has only "standard", which keeps
+    each term whole too. Neither stems or drops words: rag.text.normalize has done that.
     """
+
+    def __post_init__(self) -> None:
+        if not self.tokenizer:
+            object.__setattr__(self, "tokenizer", "standard" if self.lite else "whitespace")
 
     uri: str
     token: str = ""
@@ -89,7 +96,7 @@ class MilvusSettings:
     ivf_nlist: int = 1024
     ef: int = 128
     nprobe: int = 32
-    lock_wait: float = 60.0
+    tokenizer: str = ""
 
     @classmethod
     def from_uri(cls, store: str, environ: Mapping[str, str] | None = None) -> MilvusSettings:
@@ -119,7 +126,11 @@ class MilvusSettings:
                     raise ConfigError(f"{variable} must be a whole number, got {env[variable]!r}") from None
                 if numbers[name] < 1:
                     raise ConfigError(f"{variable} must be at least 1, got {numbers[name]}")
-        return cls(uri=uri, token=env.get("RAG_MILVUS_TOKEN", ""), prefix=prefix, index_type=index_type, **numbers)
+        tokenizer = env.get("RAG_MILVUS_TOKENIZER", "")
+        if tokenizer not in ("", "standard", "whitespace"):
+            raise ConfigError(f"RAG_MILVUS_TOKENIZER must be standard or whitespace, got {tokenizer!r}")
+        return cls(uri=uri, token=env.get("RAG_MILVUS_TOKEN", ""), prefix=prefix, index_type=index_type,
+                   tokenizer=tokenizer, **numbers)
 
     @property
     def lite(self) -> bool:
@@ -282,8 +293,8 @@ class MilvusStore:
                 index_params.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                                        params=self._index_params({"bm25_k1": LexicalIndex.PARAMS["k1"],
                                                                   "bm25_b": LexicalIndex.PARAMS["b"]}))
-            client.create_collection(self.name(name), schema=schema, index_params=index_params,
-                                     consistency_level="Strong")
+            client.create_collection(self.name(name), schema=schema, consistency_level="Strong")
+            client.create_index(self.name(name), index_params, sync=False)  # create_collection waits 0.5 s an index
             client.load_collection(self.name(name))
 
         text = {"max_length": _MAX_TEXT}
@@ -304,7 +315,7 @@ class MilvusStore:
                         ("hash", DataType.VARCHAR, {"max_length": 128}), *dated, ("record", DataType.VARCHAR, text),
                         ("vector", DataType.FLOAT_VECTOR, {"dim": dim}),
                         ("lexical", DataType.VARCHAR, {**text, "enable_analyzer": True,
-                                                        "analyzer_params": {"tokenizer": "standard"}}),
+                                                        "analyzer_params": {"tokenizer": self.settings.tokenizer}}),
                         ("sparse", DataType.SPARSE_FLOAT_VECTOR, {})], ("vector", dim), bm25=True)
 
     def drop(self) -> None:
