@@ -9,6 +9,8 @@ import datetime as dt
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +169,17 @@ def test_a_second_writer_waits_then_gets_a_clear_error(store, seeds_copy, opened
 
     with write_lock(Path(store), 1.0), pytest.raises(IndexBusyError, match="another process is updating the index"):
         build_index([seeds_copy], store, embedder=HashingEmbedder(), lock_timeout=0.5)
+
+
+@pytest.mark.model  # the other process loads the packaged model before it opens the store
+def test_a_milvus_lite_file_open_in_another_process_is_refused_clearly(tmp_path, seeds_copy, opened):
+    store = f"milvus-lite:{tmp_path / 'm.db'}"
+    build_index([seeds_copy], store, embedder=HashingEmbedder())
+    opened(store)
+    other = subprocess.run([sys.executable, "-m", "rag.cli", "info", "--store", store], capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert other.returncode == 1
+    assert "is open in another process" in other.stderr and "Traceback" not in other.stderr
 
 
 @pytest.mark.parametrize("location, message", [

@@ -177,7 +177,7 @@ class MilvusStore:
     def connect(cls, settings: MilvusSettings) -> MilvusStore:
         """Connect, saying plainly what is wrong when Milvus cannot be reached or opened."""
         try:
-            from pymilvus import MilvusClient
+            from pymilvus import MilvusClient, MilvusException
         except ModuleNotFoundError as error:
             raise ConfigError(f"a Milvus store needs the package {error.name!r}, which is not installed: "
                               "pip install -e '.[milvus]' (make setup installs it)") from error
@@ -185,12 +185,14 @@ class MilvusStore:
         if settings.lite:
             Path(settings.uri).parent.mkdir(parents=True, exist_ok=True)
             # milvus-lite's in-process server logs a traceback for each call it lacks (a scan
-            # asks for a timestamp first, then falls back); those are not errors of ours.
-            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+            # asks for a timestamp first, then falls back), and its launcher one for a file
+            # another process holds, which is said below in one line.
+            for noisy in ("grpc._server", "milvus_lite"):
+                logging.getLogger(noisy).setLevel(logging.CRITICAL)
         try:
             client = MilvusClient(uri=settings.uri, token=settings.token or "", timeout=30)
-        except Exception as error:  # pymilvus raises its own classes for every transport
-            text = str(error)
+        except MilvusException as error:
+            text = error.message
             if "Open local milvus failed" in text:
                 raise IndexBusyError(
                     f"the Milvus store {settings.shown} is open in another process (milvus-lite lets one "
