@@ -88,6 +88,7 @@ _CALENDAR = frozenset(
 _NOT_NAMES = _CALENDAR | frozenset(
     "pm prime minister deputy president general gen lt colonel senior director chairman secretary chief head "
     "commander mr ms mrs dr vice lieutenant major admiral captain".split())
+RULES = {'r1','r2a','r2b','r3a','r3b','r4','r5','r6','r7'}  # EXPERIMENT
 _CALENDAR_TERMS = frozenset(map(normalize_word, _CALENDAR))
 _TITLES = frozenset(map(normalize_word, _NOT_NAMES - _CALENDAR))
 
@@ -191,7 +192,7 @@ def _check(claim: Claim, claim_facts: set[str], candidates: list[int], attribute
     vectors = embed([claim.text, *(quote.text for quote in quotes), *([joined] if not attribute else [])])
     cosines = (vectors[1:] @ vectors[0]).tolist()
     if attribute:  # the passage whose quote matches best, in words and meaning, among those holding its facts
-        holding = [i for i, passage in enumerate(candidates) if claim_facts <= vocabularies[passage]]
+        holding = [i for i, passage in enumerate(candidates) if claim_facts <= vocabularies[passage]] if 'r1' in RULES else []
         best = max(holding or range(len(quotes)), key=lambda i: quotes[i].coverage + cosines[i])
         candidates, quotes, cosines = [candidates[best]], [quotes[best]], [cosines[best]]
     reasons = [_problem(claim, claim_facts, passages[i], vocabularies[i], quote, cosine, embed, settings)
@@ -235,7 +236,7 @@ def _binding_problem(claim: str, chunk: Chunk, embed: Embed, settings: VerifierS
                                                  and (of is None or of in words) for words in found):
             return f"{number} counts something else in the passage, not {' '.join([*([of] if of else []), *counted])}"
     claim_words = _words(claim)
-    elsewhere = _moved_year(claim_words, _words(passage)) or _other_owner(claim, passage)
+    elsewhere = ('r6' in RULES and _moved_year(claim_words, _words(passage))) or ('r7' in RULES and _other_owner(claim, passage))
     if elsewhere:
         return elsewhere
     spans = split_sentences(passage)
@@ -248,7 +249,7 @@ def _binding_problem(claim: str, chunk: Chunk, embed: Embed, settings: VerifierS
         if not (own and holding):
             continue
         if max(len(set(own) & sentences[i]) for i in holding) >= settings.min_role * len(own):
-            doers.append(_doer_elsewhere(claim_words, name, own[0], [passage[spans[i][0]:spans[i][1]] for i in holding]))
+            if 'r4' in RULES: doers.append(_doer_elsewhere(claim_words, name, own[0], [passage[spans[i][0]:spans[i][1]] for i in holding]))
             continue
         # the name's own words may be paraphrased ("awarded" for "presented"): its sentence must then mean the claim
         vectors = embed([claim, *(passage[spans[i][0]:spans[i][1]] for i in holding)])
@@ -396,8 +397,8 @@ def _naming(name: tuple[str, ...], sentences: list[set[str]], pronouns: list[boo
     opening with "He" or "She" (`pronouns`) right after one of these, about the same person."""
     naming: list[int] = []
     for i, sentence in enumerate(sentences):
-        if set(name) <= sentence or name[-1] not in lower and name[-1] in sentence \
-                or pronouns[i] and naming and naming[-1] == i - 1:
+        if set(name) <= sentence or 'r3a' in RULES and name[-1] not in lower and name[-1] in sentence \
+                or 'r3b' in RULES and pronouns[i] and naming and naming[-1] == i - 1:
             naming.append(i)
     return naming
 
@@ -420,7 +421,7 @@ def _reversed_roles(claim: str, sentences: list[str]) -> str:
                 continue
             at, named = order.index(verb), order.index(name[-1])
             if named > at and any(other in order[:at] for other in others) \
-                    and not _agent(sentence_words[at + 1 : named]):
+                    and not ('r5' in RULES and _agent(sentence_words[at + 1 : named])):
                 before = next(other for other in order[:at] if other in others)
                 return f"in the passage {before} {verb} {' '.join(name)}, not the other way round"
     return ""
@@ -553,8 +554,8 @@ def best_quote(wanted: set[str], claim_facts: set[str], chunk: Chunk, max_senten
     Facts in the article's title count as held by every sentence (a name given only there does
     not pull the quote away from the sentence that says the rest), and number words as digits."""
     spans = split_sentences(chunk.text)
-    sentence_terms = [_vocabulary(chunk.text[start:end]) for start, end in spans]
-    in_title = _vocabulary(chunk.title)
+    sentence_terms = [(_vocabulary if 'r2b' in RULES else lambda t: set(terms(_plain(t))))(chunk.text[start:end]) for start, end in spans]
+    in_title = _vocabulary(chunk.title) if 'r2a' in RULES else set()
     runs = []
     for first in range(len(spans)):
         held: set[str] = set(in_title)

@@ -246,7 +246,10 @@ class MilvusStore:
     def write_lock(self, timeout: float) -> Iterator[None]:
         """Hold the index's write lock: a row in meta naming its holder. A writer on this host
         whose process is gone left a stale row, which is taken over; any other holder is
-        waited for up to `timeout` seconds, then IndexBusyError, as for an index folder."""
+        waited for up to `timeout` seconds, then IndexBusyError, as for an index folder.
+        Milvus has no conditional write, so the row is written and read back: two writers
+        starting within the same few milliseconds could both pass, which a deployment avoids
+        by running one indexer (milvus-lite lets one process open a file at all)."""
         token = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
         deadline = time.monotonic() + timeout
         while True:
