@@ -301,3 +301,27 @@ def test_the_page_adds_and_removes_articles_on_either_store(store, seeds_copy, t
     removed = workspace.remove_article("upload")
     assert removed.error is None and removed.report.removed == ["upload"]
     assert "upload" not in {article["id"] for article in workspace.status()["articles"]}
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"RAG_MILVUS_INDEX": "DISKANN"}, "RAG_MILVUS_INDEX must be HNSW, IVF_FLAT or FLAT"),
+    ({"RAG_MILVUS_EF": "deep"}, "RAG_MILVUS_EF must be a whole number"),
+    ({"RAG_MILVUS_NPROBE": "0"}, "RAG_MILVUS_NPROBE must be at least 1"),
+    ({"RAG_MILVUS_PREFIX": ""}, "RAG_MILVUS_PREFIX must be letters"),
+    ({"RAG_MILVUS_PREFIX": "rag-test"}, "RAG_MILVUS_PREFIX must be letters"),
+    ({"RAG_MILVUS_TOKENIZER": "english"}, "RAG_MILVUS_TOKENIZER must be standard or whitespace"),
+])
+def test_milvus_settings_refuse_bad_values_with_the_fix(environ, message):
+    with pytest.raises(RagError, match=message):
+        MilvusSettings.from_uri("http://milvus:19530", environ)
+
+
+def test_milvus_settings_come_from_the_environment():
+    cluster = MilvusSettings.from_uri("https://milvus:19530", {"RAG_MILVUS_TOKEN": "u:p", "RAG_MILVUS_EF": "256",
+                                                               "RAG_MILVUS_INDEX": "ivf_flat"})
+    assert (cluster.token, cluster.ef, cluster.index_type, cluster.tokenizer, cluster.lite) == (
+        "u:p", 256, "IVF_FLAT", "whitespace", False)
+    assert cluster.search_params(500)["params"] == {"nprobe": 32}
+    lite = MilvusSettings.from_uri("milvus-lite:relative.db", {})
+    assert lite.lite and lite.tokenizer == "standard" and Path(lite.uri).is_absolute()
+    assert lite.shown == f"milvus-lite:{lite.uri}"

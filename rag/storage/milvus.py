@@ -114,10 +114,11 @@ class MilvusSettings:
         if index_type not in ("HNSW", "IVF_FLAT", "FLAT"):
             raise ConfigError(f"RAG_MILVUS_INDEX must be HNSW, IVF_FLAT or FLAT, got {index_type!r}")
         prefix = env.get("RAG_MILVUS_PREFIX", cls.prefix)
-        if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
+        if not (prefix[:1].isalpha() and prefix.replace("_", "").isalnum()):
             raise ConfigError(f"RAG_MILVUS_PREFIX must be letters, digits and _, starting with a letter, got {prefix!r}")
         numbers = {}
         for name, variable in (("ef", "RAG_MILVUS_EF"), ("nprobe", "RAG_MILVUS_NPROBE"), ("hnsw_m", "RAG_MILVUS_HNSW_M"),
+                               ("hnsw_ef_construction", "RAG_MILVUS_EF_CONSTRUCTION"),
                                ("ivf_nlist", "RAG_MILVUS_NLIST")):
             if variable in env:
                 try:
@@ -131,6 +132,15 @@ class MilvusSettings:
             raise ConfigError(f"RAG_MILVUS_TOKENIZER must be standard or whitespace, got {tokenizer!r}")
         return cls(uri=uri, token=env.get("RAG_MILVUS_TOKEN", ""), prefix=prefix, index_type=index_type,
                    tokenizer=tokenizer, **numbers)
+
+    def search_params(self, depth: int) -> dict[str, Any]:
+        """The dense search's parameters, its depth at least the number of results asked for."""
+        params: dict[str, Any] = {}
+        if self.index_type == "HNSW":
+            params["ef"] = max(self.ef, depth)
+        elif self.index_type == "IVF_FLAT":
+            params["nprobe"] = self.nprobe
+        return {"metric_type": "IP", "params": params}
 
     @property
     def lite(self) -> bool:
@@ -337,15 +347,6 @@ class MilvusStore:
     def _index_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """milvus-lite 3.2 reads build parameters one level down; a cluster reads them as given."""
         return {"params": params} if self.settings.lite else params
-
-    def search_params(self, depth: int) -> dict[str, Any]:
-        """The dense search's parameters, its depth at least the number of results asked for."""
-        params: dict[str, Any] = {}
-        if self.settings.index_type == "HNSW":
-            params["ef"] = max(self.settings.ef, depth)
-        elif self.settings.index_type == "IVF_FLAT":
-            params["nprobe"] = self.settings.nprobe
-        return {"metric_type": "IP", "params": params}
 
     def flush(self) -> None:
         for name in COLLECTIONS:
@@ -562,7 +563,7 @@ class MilvusReader:
         found = self.store.client.search(
             self.store.name(collection), data=[query_vector.astype(np.float32).tolist()], anns_field="vector",
             limit=depth, filter=self._expression(search_filter), output_fields=output_fields,
-            search_params=self.store.search_params(depth), consistency_level="Strong")
+            search_params=self.store.settings.search_params(depth), consistency_level="Strong")
         return list(found[0])
 
     def dense_chunks(self, query_vector: np.ndarray, depth: int, search_filter: SearchFilter) -> np.ndarray:
