@@ -263,9 +263,9 @@ class Index:
                 searched_for or question, hits, llm, self.embedder.embed, on_token=on_token,
                 extractive=lambda: compose_extractive(searched_for or question, hits, snapshot, query_vector, query_terms,
                                         self.embedder.embed_tokens, self.answerability, self.config))
-        excluded = _excluded_undated(snapshot, search_filter)
+        excluded, empty_range = _date_range_effects(snapshot, search_filter)
         notices = [language_notice(language) if (language := foreign_language(question)) else None,
-                   _empty_range_notice(snapshot, search_filter), _undated_notice(excluded), answer.notice]
+                   empty_range, _undated_notice(excluded), answer.notice]
         answer = replace(answer, question=question, searched_for=searched_for, excluded_undated=excluded,
                          corrections=_typed_corrections(question, query_terms),
                          notice=" ".join(filter(None, notices)) or None)
@@ -304,13 +304,24 @@ def _turns(history: Sequence[Turn | tuple[str, str] | Mapping[str, str]]) -> lis
     return turns
 
 
-def _excluded_undated(snapshot: IndexReader, search_filter: SearchFilter) -> tuple[str, ...]:
-    """The undated articles a date range leaves out (of those the article filter admits)."""
-    if not search_filter.has_date_bound or search_filter.include_undated:
-        return ()
-    return tuple(sorted(article_id for article_id, entry in snapshot.manifest["articles"].items()
-                        if not entry["date"] and (search_filter.articles is None
-                                                  or article_id in search_filter.articles)))
+def _date_range_effects(snapshot: IndexReader, search_filter: SearchFilter) -> tuple[tuple[str, ...], str | None]:
+    """What a date range does, read in one pass over the articles: the undated articles it
+    leaves out (of those the article filter admits), and a notice when it admits no dated
+    article at all (said instead of "the articles do not answer")."""
+    if not search_filter.has_date_bound:
+        return (), None
+    undated, any_dated = [], False
+    for article_id, entry in snapshot.manifest["articles"].items():
+        if not entry["date"]:
+            if search_filter.articles is None or article_id in search_filter.articles:
+                undated.append(article_id)
+        elif not any_dated:
+            any_dated = search_filter.admits(article_id, dt.date.fromisoformat(entry["date"]))
+    excluded = () if search_filter.include_undated else tuple(sorted(undated))
+    if any_dated:
+        return excluded, None
+    bounds = f"from {search_filter.date_from or 'the first'} to {search_filter.date_to or 'the last'}"
+    return excluded, f"No article is dated in this range ({bounds}): widen the dates or clear them."
 
 
 def _undated_notice(excluded: Sequence[str]) -> str | None:
@@ -318,18 +329,6 @@ def _undated_notice(excluded: Sequence[str]) -> str | None:
         return None
     return (f"{len(excluded)} article(s) of unknown date ({', '.join(excluded)}) were not searched under the "
             "date range; include undated articles to search them.")
-
-
-def _empty_range_notice(snapshot: IndexReader, search_filter: SearchFilter) -> str | None:
-    """Said when the filters admit no dated article at all: not "the articles do not answer"."""
-    if not search_filter.has_date_bound:
-        return None
-    for article_id, entry in snapshot.manifest["articles"].items():
-        date = dt.date.fromisoformat(entry["date"]) if entry["date"] else None
-        if date is not None and search_filter.admits(article_id, date):
-            return None
-    bounds = f"from {search_filter.date_from or 'the first'} to {search_filter.date_to or 'the last'}"
-    return f"No article is dated in this range ({bounds}): widen the dates or clear them."
 
 
 def _typed_corrections(query: str, query_terms: QueryTerms) -> dict[str, tuple[str, ...]]:
