@@ -26,7 +26,6 @@ from conftest import DATA, SEEDS, coverage_answerability, invoke_cli
 
 from rag import (
     Answer,
-    Chunk,
     ConfigError,
     GeneratorError,
     HashingEmbedder,
@@ -41,7 +40,7 @@ from rag import (
 from rag.answer.extractive import NOT_ANSWERED
 from rag.answer.generators import without_repetition
 from rag.answer.prompt import SYSTEM_PROMPT, Claim, parse_claims
-from rag.answer.verification import CheckedClaim, VerifierSettings, check_claims, facts
+from rag.answer.verification import VerifierSettings, check_claims, facts
 from rag.eval.claims import ClaimChecker, load_claims, unsupported_scores
 
 SHIPS = "How many ships has the General Department of Defence Industry built?"
@@ -639,96 +638,3 @@ def test_a_claim_that_swaps_who_did_what_to_whom_is_flagged(index: Index) -> Non
 
     assert not flagged.supported and flagged.reason.endswith("not the other way round")
     assert "other way round" not in kept.reason
-
-
-def passage(text: str, title: str = "Shipyard news", number: int = 0) -> Chunk:
-    """A hand-made passage: one chunk holding a whole article."""
-    return Chunk(f"c{number}", f"a{number}", 0, len(text), text, title, title, None)
-
-
-def check(claim: str, passages: list[Chunk]) -> CheckedClaim:
-    """One claim checked without markers (attributed), as a small model writes it."""
-    [checked] = check_claims("", [Claim(claim, ())], passages, HashingEmbedder().embed)
-    return checked
-
-
-def test_a_claim_goes_to_a_passage_holding_its_names_written_with_or_without_accents() -> None:
-    closer = passage("The Government leader asked the workers to build faster ferries for the islands before the "
-                     "storm season.", number=1)
-    named = passage("Trần Văn Bình asked the workers to build faster ferries.", number=2)
-
-    checked = check("Tran Van Binh asked the workers to build faster ferries for the islands before the storm season.",
-                    [closer, named])
-
-    assert checked.supported, checked.reason
-    assert [quote.chunk for quote in checked.quotes] == [named]
-
-
-def test_a_quote_spans_the_sentences_holding_the_claims_numbers_written_as_words() -> None:
-    chunk = passage("The fair opened on Tuesday with 90 stands from local shipyards. This is the fourth edition of the "
-                    "fair, which is held every two years. The organisers said they would add a hall for drones at the "
-                    "next edition in 2028.")
-
-    checked = check("The fair is held every two years, with the next edition in 2028.", [chunk])
-
-    assert checked.supported, checked.reason
-    assert checked.quotes[0].text.startswith("This is the fourth edition")
-
-
-def test_a_name_given_only_before_a_he_sentence_backs_what_he_did() -> None:
-    """The quote is the sentence that says it, not the one holding the name (the title holds it
-    too), and "He" goes on about the person just named."""
-    chunk = passage("Prime Minister Trần Văn Bình toured the dry dock on Monday. He asked the workers to build faster "
-                    "ferries for the islands.", title="Prime Minister Trần Văn Bình visits the shipyard")
-
-    checked = check("Tran Van Binh asked the workers to build faster ferries for the islands.", [chunk])
-
-    assert checked.supported, checked.reason
-    assert checked.quotes[0].text == "He asked the workers to build faster ferries for the islands."
-
-
-def test_a_name_shortened_to_its_last_word_still_names_the_person() -> None:
-    chunk = passage("The Prime Minister toured the dry dock on Monday. After the tour, Bình asked the workers to "
-                    "build faster ferries for the islands.", title="Prime Minister Trần Văn Bình visits the shipyard")
-
-    assert check("Tran Van Binh asked the workers to build faster ferries for the islands.", [chunk]).supported
-
-
-def test_a_doer_named_only_after_the_verb_someone_else_did_is_flagged() -> None:
-    chunk = passage("Minister Lê Quang Huy opened the rice fair on Friday. The Prime Minister urged local firms to "
-                    "export more rice, in line with a plan drafted by Minister Lê Quang Huy.")
-
-    swapped = check("Minister Le Quang Huy urged local firms to export more rice.", [chunk])
-    faithful = check("The Prime Minister urged local firms to export more rice.", [chunk])
-
-    assert not swapped.supported and swapped.reason.startswith("in the passage someone else urg")
-    assert faithful.supported, faithful.reason
-
-
-def test_a_doer_after_a_passive_verb_is_still_the_doer() -> None:
-    chunk = passage("The rice fair in Cần Thơ was opened by Minister Lê Quang Huy on Friday.")
-
-    checked = check("Minister Le Quang Huy opened the rice fair in Can Tho on Friday.", [chunk])
-
-    assert checked.supported, checked.reason
-
-
-def test_a_year_moved_to_other_words_of_the_passage_is_flagged() -> None:
-    chunk = passage("The port handled record cargo volumes in 2023, and new container cranes were installed in 2024.")
-
-    moved = check("The port handled record cargo volumes in 2024.", [chunk])
-
-    assert not moved.supported and moved.reason == "in the passage cargo handl record volum goes with 2023, not 2024"
-    for faithful in ("New container cranes were installed at the port in 2024.",
-                     "In 2024, the port installed new container cranes."):
-        assert check(faithful, [chunk]).supported, faithful
-
-
-def test_a_thing_tied_to_another_owner_in_the_same_sentence_is_flagged() -> None:
-    chunk = passage("The board approved the Senate's Bill 12-SB on water quality and other bills of the City Council.")
-
-    swapped = check("The board approved the City Council's Bill 12-SB on water quality.", [chunk])
-
-    assert not swapped.supported and swapped.reason == "in the passage 12-sb is senat's, not council's"
-    assert check("The board approved Bill 12-SB of the Senate on water quality.", [chunk]).supported
-    assert check("The board approved the Senate's Bill 12-SB on water quality.", [chunk]).supported
