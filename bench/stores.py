@@ -4,7 +4,8 @@
     .venv/bin/python bench/stores.py --milvus http://host:19530   # a cluster (RAG_MILVUS_TOKEN)
 
 For each corpus, the folder index is built with the packaged MiniLM and exported to Milvus
-(the same vectors), then every query is searched (hybrid, k=10) and asked on both, warm (one
+(the same vectors) twice, with an exact (FLAT) and a graph (HNSW, the default) dense index;
+then every query is searched (hybrid, k=10) and asked on the folder and on each, warm (one
 untimed pass first). Prints parity (share of queries whose top 10 is the same, in order),
 nDCG@10 on the slice for both, and p50/p95 latency of search and ask per store, as JSON.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -78,11 +80,14 @@ def main() -> None:
         ):
             folder = work / name
             build(folder)
-            milvus = args.milvus or f"milvus-lite:{work / (name + '.db')}"
-            started = time.perf_counter()
-            export_index(folder, milvus, replace=True)
-            report[name] = {"export_s": round(time.perf_counter() - started, 1),
-                            **compare(folder, milvus, queries, embedder, qrels)}
+            report[name] = {}
+            for index_type in ("FLAT", "HNSW"):  # exact as the folder below 10k vectors, and the default graph
+                os.environ["RAG_MILVUS_INDEX"] = index_type
+                milvus = args.milvus or f"milvus-lite:{work / f'{name}-{index_type}.db'}"
+                started = time.perf_counter()
+                export_index(folder, milvus, replace=True)
+                report[name][f"milvus {index_type}"] = {"export_s": round(time.perf_counter() - started, 1),
+                                                        **compare(folder, milvus, queries, embedder, qrels)}
     print(json.dumps(report, indent=2))
 
 

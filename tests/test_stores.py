@@ -254,9 +254,12 @@ def test_export_copies_an_index_both_ways_without_encoding(tmp_path, seeds_copy,
 
 
 @pytest.mark.model
-def test_milvus_matches_the_folder_on_the_scifact_slice(tmp_path, real_embedder, opened):
+def test_milvus_matches_the_folder_on_the_scifact_slice(tmp_path, real_embedder, opened, monkeypatch):
     """Parity: the Milvus store's hybrid top 10 equals the folder's for at least 95% of the
-    slice's queries, and nDCG@10 differs by at most 0.005 (same vectors, via export)."""
+    slice's queries, and nDCG@10 differs by at most 0.005 (same vectors, via export). The
+    folder searches exactly below 10k vectors, so Milvus does too here (FLAT); what HNSW's
+    approximation changes is measured by bench/stores.py."""
+    monkeypatch.setenv("RAG_MILVUS_INDEX", "FLAT")
     dataset = DATA / "scifact_slice"
     folder, milvus = tmp_path / "index", f"milvus-lite:{tmp_path / 'm.db'}"
     index_articles(load_corpus(dataset / "corpus.jsonl"), folder, real_embedder, Config())
