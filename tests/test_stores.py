@@ -182,6 +182,16 @@ def test_a_milvus_lite_file_open_in_another_process_is_refused_clearly(tmp_path,
     assert "is open in another process" in other.stderr and "Traceback" not in other.stderr
 
 
+def test_a_rebuild_starts_over_even_for_another_model(store, seeds_copy, opened):
+    build_index([seeds_copy], store, embedder=HashingEmbedder())
+    narrower = HashingEmbedder(dim=32)
+    report = build_index([seeds_copy], store, embedder=narrower, rebuild=True)
+    assert len(report.added) == 5
+    index = opened(store, narrower)
+    assert index.stats().dim == 32 and index.stats().articles == 5
+    assert index.search("defence industry ships", k=3)
+
+
 @pytest.mark.parametrize("location, message", [
     ("milvus-lite:", "names no file"),
     ("http://127.0.0.1:9", "cannot reach Milvus at http://127.0.0.1:9"),

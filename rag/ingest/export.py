@@ -62,11 +62,12 @@ def _to_milvus(snapshot: Snapshot, settings: MilvusSettings, replace: bool, lock
     sentence_vectors = snapshot.sentence_vectors.vectors_of(sentence_ids)
     store = MilvusStore.connect(settings)
     try:
-        if store.meta() is not None and not replace:
+        had_index = store.meta() is not None
+        if had_index and not replace:
             raise IndexWriteError(f"{settings.shown} already holds an index: pass --replace to overwrite it")
         with store_lock(store, manifest["embedder"]["dim"], lock_timeout):
             meta = new_meta(manifest["embedder"], manifest["chunker"])
-            reset_store(store, manifest["embedder"]["dim"], meta)
+            reset_store(store, manifest["embedder"]["dim"], meta, drop=had_index)
             write_generation(store, meta, manifest["articles"], gone=set(), chunks=stored,
                              chunk_vectors=snapshot.chunk_vectors.vectors_of(chunk_ids),
                              sentence_vectors=dict(zip(sentence_ids.tolist(), sentence_vectors, strict=True)),

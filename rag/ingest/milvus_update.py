@@ -71,8 +71,9 @@ def update_milvus(sources: Sequence[str | Path], settings: MilvusSettings, embed
         with store_lock(store, embedder.dim, lock_timeout):
             meta = store.meta()
             if meta is None or rebuild:
+                had_index = meta is not None
                 meta = new_meta(embedder_info(embedder), config.chunker_settings())
-                reset_store(store, embedder.dim, meta)
+                reset_store(store, embedder.dim, meta, drop=had_index)
             resumed = _resume(store, meta)
             roots = [Path(source).resolve() for source in sources]
             loaded = load_articles(roots, config, follow_links)
@@ -120,11 +121,14 @@ def store_lock(store: MilvusStore, dim: int, timeout: float) -> Iterator[None]:
         yield
 
 
-def reset_store(store: MilvusStore, dim: int, meta: dict[str, Any]) -> None:
-    """Empty the index (a rebuild, or the first build), keeping the lock row."""
-    for name in ("chunks", "sentences", "articles", "terms"):
-        store.client.drop_collection(store.name(name))
-    store.create(dim)
+def reset_store(store: MilvusStore, dim: int, meta: dict[str, Any], drop: bool) -> None:
+    """Start an empty index described by `meta`, keeping the lock row. With `drop` (an index
+    was there: a rebuild, maybe for another model's dimension) its collections are made anew;
+    otherwise the lock has just created them empty."""
+    if drop:
+        for name in ("chunks", "sentences", "articles", "terms"):
+            store.client.drop_collection(store.name(name))
+        store.create(dim)
     store.put_meta("index", meta)
 
 

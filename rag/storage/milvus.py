@@ -681,10 +681,11 @@ class MilvusLexicalScores:
     def top(self, depth: int) -> np.ndarray:
         if not self.groups:
             return np.zeros(0, dtype=np.int64)
-        proposed = set()
-        for text in self.groups.values():
-            proposed |= self._search(text, depth, self.expression).keys()
-        ids = np.array(sorted(proposed), dtype=np.int64)
+        found = {weight: self._search(text, depth, self.expression) for weight, text in self.groups.items()}
+        if len(found) == 1:  # one group (no typo stand-ins): its scores are already the totals
+            (weight, scores), = found.items()
+            self._scores.update({chunk_id: weight * score for chunk_id, score in scores.items()})
+        ids = np.array(sorted(set().union(*found.values())), dtype=np.int64)
         scores = self.of(ids)
         keep = ids[scores > 0]
         best = np.argsort(-scores[scores > 0], kind="stable")[:depth]
