@@ -69,3 +69,45 @@ def test_scores_agree_with_a_hand_computed_example():
     assert scores["ndcg@10"] == pytest.approx(((1 / math.log2(3) + 1 / math.log2(4)) / ideal) / 2)
     assert scores["recall@100"] == pytest.approx(0.5)  # q2 retrieved nothing and counts as 0
     assert scores["mrr@10"] == pytest.approx(0.25)
+
+
+def _write_dataset(folder, documents, queries, judgements, header=True):
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": "", "text": t}) + "\n"
+                                                 for i, t in documents.items()))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in queries.items()))
+    lines = ["query-id\tcorpus-id\tscore"] if header else []
+    (folder / "qrels" / "test.tsv").write_text("\n".join(lines + [f"{q}\t{d}\t1" for q, d in judgements]) + "\n")
+
+
+def test_benchmark_queries_are_scored_as_beir_scores_them(tmp_path):
+    """A query longer than a typed question may be, an empty one, and a query that is itself a
+    document of the corpus (as in ArguAna): the run finishes, the query's own document is not
+    retrieved for it, and the empty query counts as 0."""
+    documents = {
+        "a1": "Nuclear power is a clean source of energy and lowers emissions.",
+        "a2": "Nuclear power plants produce waste that stays dangerous for thousands of years.",
+        "a3": "School uniforms reduce bullying among pupils.",
+    }
+    long_query = "Nuclear power plants produce waste. " + "Storage of spent fuel is costly and risky. " * 80
+    assert len(long_query) > Config().max_query_chars
+    queries = {"a1": documents["a1"], "long": long_query, "empty": " "}
+    _write_dataset(tmp_path / "set", documents, queries, [("a1", "a2"), ("long", "a2"), ("empty", "a3")])
+    results = evaluate_beir(tmp_path / "set", "test", tmp_path / "cache", HashingEmbedder())
+    assert results["queries"] == 3
+    for run in results["runs"].values():
+        assert 0.0 < run["ndcg@10"] <= 2 / 3  # the empty query scores 0 and pulls the mean down
+
+    from rag.eval.beir import cached_index, run_queries
+    index = cached_index(tmp_path / "set", tmp_path / "cache", HashingEmbedder(), Config())
+    run, _ = run_queries(index, {"a1": documents["a1"], "empty": ""}, "hybrid")
+    assert "a1" not in run["a1"] and list(run["a1"])[0] == "a2"
+    assert run["empty"] == {}
+
+
+def test_judgements_without_a_header_line_are_all_read(tmp_path):
+    from rag.eval.beir import load_qrels
+
+    _write_dataset(tmp_path / "set", {"d1": "text"}, {"q1": "text", "q2": "more"}, [("q1", "d1"), ("q2", "d1")],
+                   header=False)
+    assert load_qrels(tmp_path / "set", "test") == {"q1": {"d1": 1}, "q2": {"d1": 1}}

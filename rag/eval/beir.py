@@ -3,6 +3,11 @@
 A BEIR folder holds `corpus.jsonl` (or `.jsonl.gz`), `queries.jsonl` and `qrels/<split>.tsv`.
 Each document becomes one article (its title, then its text); the index is built once in a
 cache folder keyed by the corpus hash and every setting it depends on, then reused.
+
+Scored as BEIR scores: a query's own document is left out of its ranking (ArguAna's and
+Quora's queries are documents of the corpus), and every judged query counts, one that
+retrieves nothing (an empty query) as 0. A benchmark's queries are given, not typed, so the
+question-length limit is lifted to its longest query.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +85,8 @@ def load_qrels(dataset: Path, split: str) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
-            if number == 1 or not line.strip():
-                continue  # the header
+            if not line.strip() or (number == 1 and not line.rstrip("\n").rsplit("\t", 1)[-1].strip().isdigit()):
+                continue  # the header ("query-id corpus-id score"), if the file has one
             try:
                 query_id, doc_id, score = line.rstrip("\n").split("\t")
                 qrels.setdefault(query_id, {})[doc_id] = int(score)
@@ -122,17 +128,18 @@ def cached_index(dataset: Path, cache: Path, embedder: Embedder, config: Config,
 def evaluate_beir(dataset: Path, split: str, cache: Path, embedder: Embedder, config: Config | None = None,
                   progress: ProgressCallback | None = None) -> dict[str, Any]:
     """nDCG@10, Recall@100 and MRR@10 for BM25, dense and hybrid retrieval, with latencies."""
-    config = config or Config()
     qrels = load_qrels(dataset, split)
     queries = load_queries(dataset, qrels)
+    config = config or Config()
+    config = replace(config, max_query_chars=max([config.max_query_chars, *map(len, queries.values())]))
     index = cached_index(dataset, cache, embedder, config, progress)
     runs: dict[str, Any] = {}
     for retriever in ("bm25", "dense", "hybrid"):
         run, latencies = run_queries(index, queries, retriever)
         runs[retriever] = {
             **score_run(qrels, queries, run),
-            "p50_ms": float(np.percentile(latencies, 50)),
-            "p95_ms": float(np.percentile(latencies, 95)),
+            "p50_ms": float(np.percentile(latencies, 50)) if latencies else 0.0,
+            "p95_ms": float(np.percentile(latencies, 95)) if latencies else 0.0,
         }
     return {"dataset": dataset.name, "split": split, "queries": len(queries), "runs": runs}
 
@@ -160,21 +167,25 @@ def score_queries(qrels: dict[str, dict[str, int]], queries: dict[str, str],
 
 def run_queries(index: Index, queries: dict[str, str],
                 retriever: Retriever) -> tuple[dict[str, dict[str, float]], list[float]]:
-    """Each query's top 100 documents (articles, in the order of their best passage), and
-    each query's latency in milliseconds."""
+    """Each query's top 100 documents (articles, in the order of their best passage, the
+    query's own document left out), and each query's latency in milliseconds. An empty
+    query retrieves nothing."""
     run: dict[str, dict[str, float]] = {}
     latencies = []
     counts = index.snapshot.manifest["counts"]
     chunks_per_article = -(-counts["chunks"] // max(counts["articles"], 1))
     depth = min(1000, _RANKED_ARTICLES * chunks_per_article)  # enough chunks for 100 articles
     for query_id, text in queries.items():
+        if not text.strip():
+            run[query_id] = {}
+            continue
         started = time.perf_counter()
         hits = index.search(text, k=depth, retriever=retriever)
         latencies.append((time.perf_counter() - started) * 1000)
         ranking: dict[str, float] = {}
         for hit in hits:
             for chunk in (hit.chunk, *hit.corroborating):
-                if chunk.article_id not in ranking and len(ranking) < _RANKED_ARTICLES:
+                if chunk.article_id not in ranking and chunk.article_id != query_id and len(ranking) < _RANKED_ARTICLES:
                     ranking[chunk.article_id] = float(_RANKED_ARTICLES - len(ranking))
         run[query_id] = ranking
     return run, latencies
