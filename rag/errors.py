@@ -1,6 +1,7 @@
 """Errors a user can act on. Each message says what was wrong and how to fix it."""
 
-REBUILD_HINT = "rebuild the index with `rag index --rebuild`"
+REBUILD_HINT = ("rebuild the index with `rag index --rebuild` (give it the same --index, and the folders the "
+                "articles are in if not seeds/)")
 """How to fix a damaged or outdated index, as every message about one ends."""
 
 

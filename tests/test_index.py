@@ -21,6 +21,7 @@ from rag import (
     IndexNotFoundError,
     IndexWriteError,
     QueryError,
+    RagError,
     build_index,
 )
 from rag.ingest.update import index_articles
@@ -165,6 +166,21 @@ def test_changed_article_is_replaced_and_removed_article_deleted(fake_index, see
     assert index.snapshot.chunk_vectors.ntotal == index.stats().chunks
     assert index.snapshot.sentence_vectors.ntotal == index.stats().sentences
     assert index.search("lighthouse keeper Quang Ninh", k=1)[0].chunk.article_id == "003_62729c1e8f798b4f"
+
+
+def test_an_unreadable_source_folder_removes_nothing(fake_index, seeds_copy, embedder):
+    """A missing or unmounted folder is not the deletion of its articles: the update keeps
+    them, says why, and a rebuild from it refuses before writing anything."""
+    before = current_snapshot_dir(fake_index)
+    moved = seeds_copy.rename(seeds_copy.parent / "elsewhere")
+    report = build_index([seeds_copy], fake_index, embedder=embedder)
+    assert report.removed == [] and len(report.failed) == 1 and "no such file or folder" in report.failed[0]
+    assert current_snapshot_dir(fake_index) == before
+    with pytest.raises(RagError, match=r"cannot rebuild the index: .*no such file or folder\. The index is unchanged"):
+        build_index([seeds_copy], fake_index, embedder=embedder, rebuild=True)
+    assert current_snapshot_dir(fake_index) == before and open_index(fake_index).stats().articles == 5
+    moved.rename(seeds_copy)
+    assert len(build_index([seeds_copy], fake_index, embedder=embedder).unchanged) == 5
 
 
 def test_unchanged_sources_write_nothing(fake_index, seeds_copy, embedder):

@@ -22,6 +22,7 @@ from rag import (
     IndexWriteError,
     build_index,
 )
+from rag.errors import REBUILD_HINT
 from rag.ingest.update import write_lock
 from rag.storage import snapshot, writer
 from rag.storage.chunk_table import ChunkRecords
@@ -34,7 +35,7 @@ from rag.storage.layout import (
 from rag.storage.snapshot import load_snapshot, verify_index
 from rag.storage.vectors import VectorIndex
 
-REBUILD = re.escape("rebuild the index with `rag index --rebuild`")
+REBUILD = re.escape(REBUILD_HINT)
 NEW_ARTICLE = "The shipyard at Hai Phong launched patrol vessel number {n} on Friday. It carries a crew of 40.\n"
 
 
@@ -237,7 +238,7 @@ def test_overwritten_bytes_in_a_vector_file_fail_on_open_with_the_fix(fake_index
     path.write_bytes(data)
     assert faiss.read_index(str(path)).ntotal == 26  # FAISS alone reads it: rankings would silently shift
     message = (f"index file {path} no longer matches its checksum, so it was changed or damaged after it was "
-               "written: rebuild the index with `rag index --rebuild`")
+               f"written: {REBUILD_HINT}")
     with pytest.raises(IndexCorruptError, match=f"^{re.escape(message)}$"):
         open_index(fake_index)
     with pytest.raises(IndexCorruptError, match=re.escape(message)):
@@ -254,7 +255,7 @@ def test_a_large_index_checks_sizes_on_open_and_verify_index_hashes_everything(f
     path.write_bytes(data)
     open_index(fake_index)  # only the size is checked on open
     assert verify_index(fake_index) == [(f"index file {path} no longer matches its checksum, so it was changed or "
-                                         "damaged after it was written: rebuild the index with `rag index --rebuild`")]
+                                         f"damaged after it was written: {REBUILD_HINT}")]
     path.write_bytes(data + b"\0")
     with pytest.raises(IndexCorruptError, match=rf"^index file {re.escape(str(path))} is {len(data) + 1} bytes, "
                                                 rf"{len(data)} when it was written: {REBUILD}$"):

@@ -192,6 +192,18 @@ def test_a_rebuild_starts_over_even_for_another_model(store, seeds_copy, opened)
     assert index.search("defence industry ships", k=3)
 
 
+def test_a_missing_source_folder_removes_nothing_and_stops_a_rebuild(store, seeds_copy, tmp_path, opened):
+    build_index([seeds_copy], store, embedder=HashingEmbedder())
+    missing = tmp_path / "unmounted"
+    report = build_index([seeds_copy, missing], store, embedder=HashingEmbedder())
+    assert report.removed == [] and len(report.unchanged) == 5 and "no such file or folder" in report.failed[0]
+    seeds_copy.rename(tmp_path / "moved")
+    assert build_index([seeds_copy], store, embedder=HashingEmbedder()).removed == []
+    with pytest.raises(RagError, match="cannot rebuild the index: .*The index is unchanged"):
+        build_index([seeds_copy], store, embedder=HashingEmbedder(), rebuild=True)
+    assert opened(store).stats().articles == 5
+
+
 @pytest.mark.parametrize("location, message", [
     ("milvus-lite:", "names no file"),
     ("http://127.0.0.1:9", "cannot reach Milvus at http://127.0.0.1:9"),

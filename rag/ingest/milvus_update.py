@@ -37,7 +37,7 @@ from rag.ingest.assemble import (
     stored_chunks,
 )
 from rag.ingest.encode import EncodeBatches, ProgressCallback, embed_articles
-from rag.ingest.plan import UpdateReport, plan_update
+from rag.ingest.plan import UpdateReport, plan_update, refuse_unreadable_roots
 from rag.storage.chunk_table import StoredChunk
 from rag.storage.milvus import (
     MILVUS_FORMAT,
@@ -69,14 +69,16 @@ def update_milvus(sources: Sequence[str | Path], settings: MilvusSettings, embed
         if meta is not None and not rebuild:
             check_compatible(meta, embedder, config, settings.shown)
         with store_lock(store, embedder.dim, lock_timeout):
+            roots = [Path(source).resolve() for source in sources]
+            loaded = load_articles(roots, config, follow_links)
             meta = store.meta()
             if meta is None or rebuild:
+                if rebuild:
+                    refuse_unreadable_roots(loaded, roots)
                 had_index = meta is not None
                 meta = new_meta(embedder_info(embedder), config.chunker_settings())
                 reset_store(store, embedder.dim, meta, drop=had_index)
             resumed = _resume(store, meta)
-            roots = [Path(source).resolve() for source in sources]
-            loaded = load_articles(roots, config, follow_links)
             plan = plan_update(loaded, roots, _entries(store, meta["generation"]))
             if not plan.needed and not resumed:
                 return plan.report

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.errors import ArticleError
 from rag.records import Article
 from rag.text.articles import LoadReport
 
@@ -79,7 +80,9 @@ def plan_update(loaded: LoadReport, roots: list[Path], old_entries: dict[str, di
                 remove: frozenset[str] = frozenset()) -> UpdatePlan:
     """Compare the loaded articles with the indexed ones (`old_entries`, by id): new ones are
     added, changed ones (content hash or date) updated, and indexed ones whose file was under
-    one of `roots` but is gone (or whose id is in `remove`) removed."""
+    one of `roots` but is gone (or whose id is in `remove`) removed. An article whose file, or
+    a folder above it, could not be read is kept: a missing or unmounted folder is not a
+    deletion of everything in it."""
     report = UpdateReport(failed=list(loaded.failures.values()), skipped=loaded.skipped)
     entries = dict(old_entries)
     to_embed: list[Article] = []
@@ -99,14 +102,24 @@ def plan_update(loaded: LoadReport, roots: list[Path], old_entries: dict[str, di
             moved |= old["source"] != str(article.source)
             entries[article.id] = {**old, "source": str(article.source)}
     found = {article.id for article in loaded.articles}
-    is_under = _within(roots)
+    is_under, unreadable = _within(roots), _within(list(loaded.failures))
     for article_id, entry in old_entries.items():
         if article_id in remove or (article_id not in found and is_under(entry["source"])
-                                    and Path(entry["source"]) not in loaded.failures):
+                                    and not unreadable(entry["source"])):
             report.removed.append(article_id)
             del entries[article_id]
     report.same_text = _same_text(to_embed, entries)
     return UpdatePlan(report=report, entries=entries, to_embed=to_embed, moved=moved)
+
+
+def refuse_unreadable_roots(loaded: LoadReport, roots: list[Path]) -> None:
+    """Stop a rebuild before it writes when a source it was given cannot be read: a rebuild
+    starts from nothing but its sources, so a missing, unmounted or mistyped folder would
+    leave an index without that folder's articles."""
+    unreadable = [loaded.failures[root] for root in roots if root in loaded.failures]
+    if unreadable:
+        raise ArticleError(f"cannot rebuild the index: {'; '.join(unreadable)}. The index is unchanged: "
+                           "give the files and folders its articles are in")
 
 
 def _same_text(embedded: list[Article], entries: dict[str, dict[str, Any]]) -> dict[str, str]:

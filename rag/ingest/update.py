@@ -23,7 +23,7 @@ from rag.errors import IndexBusyError, IndexWriteError
 from rag.ingest.assemble import next_snapshot
 from rag.ingest.encode import EncodeBatches, ProgressCallback, embed_articles
 from rag.ingest.milvus_update import update_milvus
-from rag.ingest.plan import UpdateReport, plan_update
+from rag.ingest.plan import UpdateReport, plan_update, refuse_unreadable_roots
 from rag.records import Article
 from rag.storage.layout import (
     CURRENT_FILE,
@@ -77,8 +77,11 @@ def update_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX
     _make_index_dir(path)
     with write_lock(path, lock_timeout):
         roots = [Path(source).resolve() for source in sources]
+        loaded = load_articles(roots, config, follow_links)
+        if rebuild:
+            refuse_unreadable_roots(loaded, roots)
         previous = None if rebuild else _current_or_none(path, embedder, config, served)
-        return _update_locked(load_articles(roots, config, follow_links), roots, path, embedder, config, previous, progress,
+        return _update_locked(loaded, roots, path, embedder, config, previous, progress,
                               previous_in_use=previous is not None and previous is served, encode_batches=encode_batches)
 
 

@@ -301,7 +301,7 @@ def _is_segment_entry(entry: object) -> bool:
 
 
 
-def _rebuild_fix(index_dir: Path, manifest: dict[str, Any]) -> str:
+def _rebuild_fix(index_dir: Path | str, manifest: dict[str, Any]) -> str:
     folders = _source_folders(manifest)
     if not folders:
         return REBUILD_HINT
@@ -319,21 +319,21 @@ def _source_folders(manifest: dict[str, Any]) -> list[str]:
                    if isinstance(entry, dict) and isinstance(entry.get("source"), str)})
 
 
-def check_compatible(manifest: dict[str, Any], embedder: Embedder, config: Config, path: Path) -> None:
-    """Refuse to mix vectors or chunks made under other settings."""
+def check_compatible(manifest: dict[str, Any], embedder: Embedder, config: Config, path: Path | str) -> None:
+    """Refuse to mix vectors or chunks made under other settings, naming the rebuild that fixes
+    it with the folders the articles came from (a rebuild reads only what it is given)."""
     built = manifest["embedder"]
     if (built["name"], built["dim"]) != (embedder.name, embedder.dim):
         backend = f" or search it with the encoder that built it (RAG_ENCODER={built['backend']})" \
             if built.get("backend") in BACKENDS else ""
         raise IndexMismatchError(
             f"index at {path} was built with model {built['name']} ({built['dim']} dims); this "
-            f"configuration uses {embedder.name} ({embedder.dim} dims): "
-            f"run `rag index --rebuild --index {path}`{backend}"
+            f"configuration uses {embedder.name} ({embedder.dim} dims): {_rebuild_fix(path, manifest)}{backend}"
         )
     if manifest["chunker"] != config.chunker_settings():
         raise IndexMismatchError(
             f"index at {path} was built with chunker settings {manifest['chunker']}; this "
-            f"configuration uses {config.chunker_settings()}: run `rag index --rebuild --index {path}`"
+            f"configuration uses {config.chunker_settings()}: {_rebuild_fix(path, manifest)}"
         )
 
 
