@@ -101,7 +101,7 @@ def test_benchmark_queries_are_scored_as_beir_scores_them(tmp_path):
     from rag.eval.beir import cached_index, run_queries
     index = cached_index(tmp_path / "set", tmp_path / "cache", HashingEmbedder(), Config())
     run, _ = run_queries(index, {"a1": documents["a1"], "empty": ""}, "hybrid")
-    assert "a1" not in run["a1"] and list(run["a1"])[0] == "a2"
+    assert "a1" not in run["a1"] and next(iter(run["a1"])) == "a2"
     assert run["empty"] == {}
 
 
