@@ -18,6 +18,8 @@ FIRST = Turn("Who chaired the meeting at Hoa Lac?",
 @pytest.mark.parametrize(("question", "carried"), [
     ("Who else attended it?", "(chaired meeting Hoa Lac)"),
     ("And when?", "(chaired meeting Hoa Lac)"),
+    ("When?", "(chaired meeting Hoa Lac)"),
+    ("And Viettel?", "(chaired meeting Hoa Lac)"),  # names something, but "And" continues the thread
     ("What did he ask for?", "Pham Minh Chinh"),  # "he": whom the answer named
 ])
 def test_a_question_that_leans_on_the_last_one_carries_its_topic(question: str, carried: str) -> None:
@@ -27,7 +29,8 @@ def test_a_question_that_leans_on_the_last_one_carries_its_topic(question: str, 
 
 
 @pytest.mark.parametrize("question", ["How many ships has the defence industry built?",
-                                      "Which resolution is about the defence industry until 2030?"])
+                                      "Which resolution is about the defence industry until 2030?",
+                                      "Who is To Lam?", "What is Viettel?"])  # short, but naming a new topic
 def test_a_question_that_stands_on_its_own_is_searched_as_asked(question: str) -> None:
     assert standalone_question(question, [FIRST]) is None
     assert standalone_question("Who else attended it?", []) is None  # nothing to lean on

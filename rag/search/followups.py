@@ -3,7 +3,9 @@
 "Who chaired the meeting at Hoa Lac?" then "Who else attended it?" or "What did he ask for?":
 the second names neither the meeting nor the man, so on its own it retrieves anything. A
 question is a follow-up when it refers back (a pronoun such as "it", "he", "they", "there";
-"else"; an opening "And" or "What about") or holds at most one content word. It is then
+"else"; an opening "And" or "What about") or holds at most one content word and names
+nothing ("When?", "How many?"; but "Who is To Lam?" and "What is Viettel?" start a topic
+of their own). It is then
 searched as itself plus the topic it continues: the content words of the previous (itself
 rewritten) question, and for "he", "she" or "they" the names the previous answer gave, which
 is whom such a pronoun most often stands for. Matching is by words and vectors, so appended context finds the passage
@@ -59,7 +61,10 @@ def standalone_question(question: str, history: Sequence[Turn]) -> str | None:
 
 
 def _is_follow_up(question: str) -> bool:
-    words = [fold(word) for word in _WORD.findall(question)]
+    typed = _WORD.findall(question)
+    words = [fold(word) for word in typed]
     content = [word for word in words if word not in STOPWORDS and word not in _QUESTION_WORDS
                and word not in _REFERS_BACK]
-    return bool(_OPENINGS.match(question)) or any(word in _REFERS_BACK for word in words) or len(content) <= 1
+    names_something = any(word[0].isupper() for word in typed[1:])  # a capital past the first word: a name
+    return (bool(_OPENINGS.match(question)) or any(word in _REFERS_BACK for word in words)
+            or (len(content) <= 1 and not names_something))
