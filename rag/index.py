@@ -182,6 +182,27 @@ class Index:
                 self._snapshot = load_snapshot(live, read_ahead=True)
         return report
 
+    def refresh(self) -> bool:
+        """Serve the index as it is now if another process (`rag index`, another server) has
+        updated it since this one last looked; True if it did. Cheap when nothing changed: one
+        small file read (a folder) or one row (Milvus). A server calls it before each question,
+        or it would answer from a snapshot that is gone (Milvus deletes a replaced article's rows)."""
+        with self._swap_lock:
+            served = self._snapshot
+            if isinstance(served, MilvusReader):
+                meta = served.store.meta()
+                if meta is None or _commit_state(meta) == _commit_state(served.meta):
+                    return False
+                self._snapshot = MilvusReader.open(served.store)
+                return True
+            live = current_snapshot_dir(Path(self.path))
+            if live.name == served.name:
+                return False
+            snapshot = load_snapshot(live, read_ahead=True)
+            check_compatible(snapshot.manifest, self.embedder, self.config, Path(self.path))
+            self._snapshot = snapshot
+            return True
+
     @property
     def version(self) -> str:
         """Names the snapshot being served; it changes with every update that writes one."""
@@ -302,6 +323,12 @@ def _turns(history: Sequence[Turn | tuple[str, str] | Mapping[str, str]]) -> lis
             raise QueryError(f"history must list earlier turns as (question, answer) or "
                              f'{{"question": ..., "answer": ...}}, got {turn!r:.80}')
     return turns
+
+
+def _commit_state(meta: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a Milvus reader's view depends on: the committed generation and the articles an
+    update in progress hides."""
+    return meta["generation"], meta.get("state"), tuple(meta.get("pending", ()))
 
 
 def _date_range_effects(snapshot: IndexReader, search_filter: SearchFilter) -> tuple[tuple[str, ...], str | None]:

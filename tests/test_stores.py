@@ -192,6 +192,31 @@ def test_a_rebuild_starts_over_even_for_another_model(store, seeds_copy, opened)
     assert index.search("defence industry ships", k=3)
 
 
+def test_a_served_index_sees_updates_another_writer_made(store, seeds_copy, opened):
+    """A server holds its index open while `rag index` runs elsewhere: refresh() serves what
+    the other writer committed, including the new rows of a changed article."""
+    build_index([seeds_copy], store, embedder=HashingEmbedder())
+    served = opened(store)
+    assert served.refresh() is False
+    (seeds_copy / "100_patrol_boats.txt").write_text(
+        "Shipyard delivers patrol boats\n\nThe Z189 shipyard handed over four patrol boats to the fisheries "
+        "surveillance force in Hai Phong.\n", encoding="utf-8")
+    changed = seeds_copy / "003_62729c1e8f798b4f.txt"
+    changed.write_text(changed.read_text(encoding="utf-8") + "\nThe meeting ended at six o'clock.\n", encoding="utf-8")
+    if store.startswith("milvus-lite:"):  # one process per file: the other writer shares the connection
+        from rag.ingest.milvus_update import update_milvus
+
+        update_milvus([seeds_copy], served.snapshot.store.settings, HashingEmbedder(), Config(),
+                      store=served.snapshot.store)
+    else:
+        build_index([seeds_copy], store, embedder=HashingEmbedder())
+    assert served.refresh() is True and served.refresh() is False
+    assert served.stats().articles == 6
+    assert served.search("patrol boats for the fisheries surveillance force", k=1)[0].chunk.article_id == \
+        "100_patrol_boats"
+    assert any("six o'clock" in hit.chunk.text for hit in served.search("When did the meeting end?", k=30))
+
+
 def test_a_missing_source_folder_removes_nothing_and_stops_a_rebuild(store, seeds_copy, tmp_path, opened):
     build_index([seeds_copy], store, embedder=HashingEmbedder())
     missing = tmp_path / "unmounted"

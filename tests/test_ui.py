@@ -31,6 +31,7 @@ from rag import (
     QueryError,
     RagError,
     RelatedPassage,
+    build_index,
     intake_articles,
     read_article,
     safe_article_name,
@@ -456,6 +457,20 @@ def test_another_session_is_told_when_the_index_changed(workspace: Workspace) ->
 
     assert "The index was updated: questions are now answered from 6 articles." in notice
     assert "<code>hall</code>" in panel and now_seen == workspace.version()
+
+
+def test_the_page_is_told_of_an_update_another_process_made(workspace: Workspace, embedder) -> None:
+    """`rag index` run from a shell while the page serves: the next poll, question or search
+    serves the new snapshot."""
+    handlers = Handlers(workspace)
+    seen = workspace.version()
+    write(workspace.seeds_dir, "hall.txt", NEW_ARTICLE)
+    build_index([workspace.seeds_dir], workspace.index.path, embedder=embedder)  # not through the workspace
+
+    notice, panel, _, now_seen = handlers.poll(seen)
+
+    assert "questions are now answered from 6 articles" in notice and "<code>hall</code>" in panel
+    assert now_seen != seen and workspace.search("concert hall seats orchestra", k=1)[0].chunk.article_id == "hall"
 
 
 # --- serving -----------------------------------------------------------------------------------

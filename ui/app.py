@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 STYLE = Path(__file__).with_name("style.css")
 POLL_SECONDS = 5.0
-"""How often an open page checks whether another session or client rebuilt the index."""
+"""How often an open page checks whether the index was updated (by another page, an API client or `rag index`)."""
 
 OPEN_CITED_JS = """element.addEventListener('click', (event) => {
   const link = event.target.closest('a.open-article');

@@ -90,15 +90,18 @@ class Workspace:
             history: Sequence[tuple[str, str] | dict[str, str]] = ()) -> Answer:
         if mode == "llm" and not self.llm_available:
             raise QueryError("LLM answers are not configured for this index: use mode 'extractive'")
+        self.index.refresh()
         return self.index.ask(question, k=k, mode=mode, on_token=on_token, history=history,  # type: ignore[arg-type]
                               **_filters(date_from, date_to, articles, include_undated))
 
     def search(self, query: str, k: int = 5, date_from: str | None = None, date_to: str | None = None,
                articles: Sequence[str] | None = None, include_undated: bool = False) -> list[Hit]:
+        self.index.refresh()
         return self.index.search(query, k=k, **_filters(date_from, date_to, articles, include_undated))
 
     def version(self) -> str:
-        """Changes whenever a rebuild swaps in a new snapshot."""
+        """Changes whenever an update, from this process or another (`rag index`), writes a new snapshot."""
+        self.index.refresh()
         return self.index.version
 
     def status(self) -> dict[str, Any]:
