@@ -22,6 +22,7 @@ from rag.errors import IndexBusyError, IndexMismatchError, IndexNotFoundError, R
 from rag.eval.beir import load_corpus, load_qrels, load_queries, score_run
 from rag.ingest.export import export_index
 from rag.ingest.update import index_articles
+from rag.records import SearchFilter
 from rag.storage.milvus import MilvusSettings, MilvusStore
 
 BACKENDS = ("folder", "milvus")
@@ -227,6 +228,21 @@ def test_a_missing_source_folder_removes_nothing_and_stops_a_rebuild(store, seed
     with pytest.raises(RagError, match="cannot rebuild the index: .*The index is unchanged"):
         build_index([seeds_copy], store, embedder=HashingEmbedder(), rebuild=True)
     assert opened(store).stats().articles == 5
+
+
+def test_milvus_reads_more_rows_than_its_cache_holds(tmp_path, seeds_copy, opened, monkeypatch):
+    """A deep search needs more sentence vectors than the bounded cache keeps: the rows fetched
+    for one call are all returned, not evicted by each other before they are read."""
+    store = f"milvus-lite:{tmp_path / 'm.db'}"
+    build_index([seeds_copy], store, embedder=HashingEmbedder())
+    reader = opened(store).snapshot
+    for cache in (reader._sentences, reader._chunks, reader._articles):
+        cache.size = 2
+    sentence_ids = np.array([s for s, _ in reader.article_sentences("003_62729c1e8f798b4f")])
+    chunk_ids = reader.dense_chunks(np.ones(reader.dim, dtype=np.float32) / reader.dim ** 0.5, 10, SearchFilter())
+    assert reader.sentence_vectors_of(sentence_ids).shape == (len(sentence_ids), reader.dim) and len(sentence_ids) > 2
+    assert len(reader.article_vectors_of(chunk_ids)) == len(chunk_ids) > 2
+    assert len(reader._sentences) == 2
 
 
 @pytest.mark.parametrize("location, message", [

@@ -33,12 +33,12 @@ import re
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -497,6 +497,23 @@ class _Cache(OrderedDict):
         if len(self) > self.size:
             self.popitem(last=False)
 
+    def get_many(self, keys: Iterable[Any], load: Callable[[list[Any]], dict[Any, Any]]) -> dict[Any, Any]:
+        """The values of `keys`, those not cached got with `load` (which may leave out keys it
+        cannot find) and cached. Returned from a dict of their own, so that a call needing more
+        than the cache holds, or a concurrent call, cannot evict them before they are read."""
+        found = {}
+        for key in dict.fromkeys(keys):
+            value = self.get(key)
+            if value is not None:
+                found[key] = value
+        missing = [key for key in dict.fromkeys(keys) if key not in found]
+        if missing:
+            loaded = load(missing)
+            for key, value in loaded.items():
+                self.put(key, value)
+            found.update(loaded)
+        return found
+
 
 @dataclass
 class MilvusReader:
@@ -580,17 +597,20 @@ class MilvusReader:
 
     def _chunk_rows(self, chunk_ids: Iterable[int]) -> list[tuple[StoredChunk, np.ndarray]]:
         ids = [int(i) for i in chunk_ids]
-        missing = [i for i in dict.fromkeys(ids) if i not in self._chunks]
-        if missing:
-            for chunk_id, row in self.store.rows_by_id("chunks", missing, ["record", "vector"]).items():
-                stored = stored_of_record(row["record"])
-                self._chunks.put(chunk_id, (stored, np.asarray(row["vector"], dtype=np.float32)))
-                self._by_hash.put((stored.chunk.article_id, stored.chunk.chunk_id), chunk_id)
-        try:
-            return [self._chunks[i] for i in ids]
-        except KeyError as error:
-            raise IndexCorruptError(f"chunk {error.args[0]} of the index at {self.store.settings.shown} is gone; "
-                                    "it was changed while being read: open it again") from None
+        rows = self._chunks.get_many(ids, self._load_chunks)
+        return [rows[i] if i in rows else self._gone("chunk", i) for i in ids]
+
+    def _load_chunks(self, chunk_ids: list[int]) -> dict[int, tuple[StoredChunk, np.ndarray]]:
+        loaded = {}
+        for chunk_id, row in self.store.rows_by_id("chunks", chunk_ids, ["record", "vector"]).items():
+            stored = stored_of_record(row["record"])
+            loaded[chunk_id] = (stored, np.asarray(row["vector"], dtype=np.float32))
+            self._by_hash.put((stored.chunk.article_id, stored.chunk.chunk_id), chunk_id)
+        return loaded
+
+    def _gone(self, what: str, key: Any) -> NoReturn:
+        raise IndexCorruptError(f"{what} {key} of the index at {self.store.settings.shown} is gone; it was changed "
+                                "while being read: ask again")
 
     def chunk_vectors_of(self, chunk_ids: np.ndarray) -> np.ndarray:
         return np.array([vector for _, vector in self._chunk_rows(chunk_ids.tolist())],
@@ -598,19 +618,20 @@ class MilvusReader:
 
     def sentence_vectors_of(self, sentence_ids: np.ndarray) -> np.ndarray:
         ids = [int(i) for i in sentence_ids.tolist()]
-        missing = [i for i in dict.fromkeys(ids) if i not in self._sentences]
-        for sentence_id, row in self.store.rows_by_id("sentences", missing, ["vector"]).items():
-            self._sentences.put(sentence_id, np.asarray(row["vector"], dtype=np.float32))
-        return np.array([self._sentences[i] for i in ids], dtype=np.float32).reshape(-1, self.dim)
+        vectors = self._sentences.get_many(ids, lambda missing: {
+            sentence_id: np.asarray(row["vector"], dtype=np.float32)
+            for sentence_id, row in self.store.rows_by_id("sentences", missing, ["vector"]).items()})
+        return np.array([vectors[i] if i in vectors else self._gone("sentence", i) for i in ids],
+                        dtype=np.float32).reshape(-1, self.dim)
 
     def article_vectors_of(self, chunk_ids: np.ndarray) -> np.ndarray:
         articles = [stored.chunk.article_id for stored, _ in self._chunk_rows(chunk_ids.tolist())]
-        missing = [a for a in dict.fromkeys(articles) if a not in self._articles]
-        if missing:
+        vectors = self._articles.get_many(articles, lambda missing: {
+            row["article_id"]: np.asarray(row["vector"], dtype=np.float32)
             for row in self.store.client.query(self.store.name("articles"), filter=f"article_id in {json.dumps(missing)}",
-                                               output_fields=["article_id", "vector"], consistency_level="Strong"):
-                self._articles.put(row["article_id"], np.asarray(row["vector"], dtype=np.float32))
-        return np.array([self._articles[a] for a in articles], dtype=np.float32).reshape(-1, self.dim)
+                                               output_fields=["article_id", "vector"], consistency_level="Strong")})
+        return np.array([vectors[a] if a in vectors else self._gone("article", a) for a in articles],
+                        dtype=np.float32).reshape(-1, self.dim)
 
     def article_ids_of(self, chunk_ids: np.ndarray) -> np.ndarray:
         return np.array([stored.chunk.article_id for stored, _ in self._chunk_rows(chunk_ids.tolist())], dtype=object)
