@@ -248,13 +248,15 @@ class Index:
     def ask(self, question: str, k: int | None = None, *, date_from: dt.date | None = None,
             date_to: dt.date | None = None, articles: Iterable[str] | None = None,
             include_undated: bool = False, mode: AnswerMode = "extractive", generator: Generator | None = None,
-            on_token: Callable[[str], None] | None = None, history: Sequence[Turn] = ()) -> Answer:
+            on_token: Callable[[str], None] | None = None,
+            history: Sequence[Answer | Turn | tuple[str, str] | Mapping[str, str]] = ()) -> Answer:
         """Answer from the articles with cited verbatim sentences, or say they do not answer.
 
         mode="llm" has `generator` (else `self.generator`) write the answer from the passages,
         streaming its text to `on_token`; the answer returned is verified (rag.answer.verification).
-        `history`, the conversation's earlier turns oldest first, makes a follow-up ("Who else
-        attended it?") searched with the topic it continues (`Answer.searched_for` says how).
+        `history`, the conversation's earlier answers oldest first (or their JSON records), makes a
+        follow-up ("Who else attended it?") searched with the topic it continues
+        (`Answer.searched_for` says how).
         A date range says which undated articles it left out (`Answer.excluded_undated`).
         """
         started = time.perf_counter()
@@ -308,15 +310,18 @@ class Index:
                       if not entry["date"])
 
 
-def _turns(history: Sequence[Turn | tuple[str, str] | Mapping[str, str]]) -> list[Turn]:
-    """The conversation's turns from Turn records, (question, answer) pairs or {"question",
-    "answer"} objects (the web API's), checked."""
+def _turns(history: Sequence[Answer | Turn | tuple[str, str] | Mapping[str, str]]) -> list[Turn]:
+    """The conversation's turns from earlier Answers or their JSON records (the web API's), Turn
+    records or (question, answer) pairs, checked. An answer's turn is the question as it was
+    searched, so that a chain of follow-ups keeps its topic."""
     turns = []
     for turn in history:
         if isinstance(turn, Turn):
             turns.append(turn)
+        elif isinstance(turn, Answer):
+            turns.append(Turn(turn.searched_for or turn.question, turn.answer))
         elif isinstance(turn, Mapping) and isinstance(turn.get("question"), str) and isinstance(turn.get("answer"), str):
-            turns.append(Turn(turn["question"], turn["answer"]))
+            turns.append(Turn(turn.get("searched_for") or turn["question"], turn["answer"]))
         elif isinstance(turn, tuple) and len(turn) == 2 and all(isinstance(part, str) for part in turn):
             turns.append(Turn(*turn))
         else:

@@ -36,6 +36,19 @@ def test_a_question_that_stands_on_its_own_is_searched_as_asked(question: str) -
     assert standalone_question("Who else attended it?", []) is None  # nothing to lean on
 
 
+def test_a_chain_of_follow_ups_passed_as_answers_keeps_its_topic(fake_index: Path, embedder) -> None:  # noqa: ANN001
+    """An earlier answer stands for the question as it was searched: the third question of a
+    chain still carries the first one's topic, from Answer objects or from their JSON records."""
+    index = Index.open(fake_index, embedder=embedder)
+    first = index.ask(FIRST.question)
+    second = index.ask("Who else attended it?", history=[first])
+    third = index.ask("When was it?", history=[first, second])
+    assert second.searched_for and "Hoa Lac" in second.searched_for
+    assert third.searched_for and "Hoa Lac" in third.searched_for
+    as_records = index.ask("When was it?", history=[first.to_json(), second.to_json()])
+    assert as_records.searched_for == third.searched_for
+
+
 def test_history_is_checked(fake_index: Path, embedder) -> None:  # noqa: ANN001
     index = Index.open(fake_index, embedder=embedder)
     with pytest.raises(QueryError, match="history must list earlier turns"):

@@ -34,11 +34,12 @@ def register_api(workspace: Workspace) -> None:
 
     def ask(question: str, k: int | None = None, date_from: str | None = None, date_to: str | None = None,
             articles: list[str] | None = None, mode: str = "extractive",
-            include_undated: bool = False, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+            include_undated: bool = False, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Answer from the indexed articles with cited quotes, or abstain; the `rag ask --json` record.
         Dates are YYYY-MM-DD; `articles` limits the search to those article ids; `history` lists
-        the conversation's earlier turns as {"question", "answer"}, oldest first, so that a
-        follow-up is searched with the topic it continues (`searched_for` in the record)."""
+        the conversation's earlier answers (the records this returned, or {"question", "answer"}),
+        oldest first, so that a follow-up is searched with the topic it continues (`searched_for`
+        in the record)."""
         with _user_errors():
             return workspace.ask(question, k=k, date_from=date_from, date_to=date_to, articles=articles,
                                  mode=mode, include_undated=include_undated, history=history or ()).to_json()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,7 +87,7 @@ class Workspace:
     def ask(self, question: str, k: int | None = None, date_from: str | None = None, date_to: str | None = None,
             articles: Sequence[str] | None = None, mode: str = "extractive",
             include_undated: bool = False, on_token: Callable[[str], None] | None = None,
-            history: Sequence[tuple[str, str] | dict[str, str]] = ()) -> Answer:
+            history: Sequence[Answer | tuple[str, str] | Mapping[str, Any]] = ()) -> Answer:
         if mode == "llm" and not self.llm_available:
             raise QueryError("LLM answers are not configured for this index: use mode 'extractive'")
         self.index.refresh()
