@@ -60,8 +60,25 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _UNESCAPED_IN_JSON = re.compile(r"[\x7f-\x9f\ud800-\udfff]")  # json.dumps escapes only C0
 
 
+class _Command(click.Command):
+    """A command whose RagError is one line on stderr, or under --json the record
+    {"error": message} on stdout (a script reads JSON either way), and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RagError as error:
+            if ctx.params.get("as_json"):
+                _print_json({"error": str(error)})
+            else:
+                _echo(f"error: {error}", err=True)
+            sys.exit(1)
+
+
 class _Group(click.Group):
-    """Turns every RagError into one line on stderr and exit status 1."""
+    """Turns every RagError, here or in a command, into one line and exit status 1."""
+
+    command_class = _Command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -204,6 +221,10 @@ def _filters(index: Index, since: Any, until: Any, articles: tuple[str, ...], in
 def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool,
            index_dir: Path | str, as_json: bool) -> None:
     """Rank passages by meaning and by words (BM25 fused with dense retrieval).
+
+    The score in brackets is the fused score: how far a passage stands above the typical
+    candidate of this query, in robust standard deviations, BM25's and the vectors' weighted
+    together. Higher is better; it compares passages of one query, not scores across queries.
 
     \b
     Examples:

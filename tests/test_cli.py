@@ -49,6 +49,15 @@ def test_missing_index_is_one_line_and_exit_1(tmp_path):
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
 
 
+def test_an_error_under_json_is_a_json_record(tmp_path, seeds_copy):
+    result = run("search", "ships", "--index", str(tmp_path / "none"), "--json")
+    assert result.exit_code == 1 and json.loads(result.output)["error"].startswith("no index at ")
+    run("index", "--seeds", str(seeds_copy), "--index", str(tmp_path / "i"))
+    result = run("ask", "   ", "--index", str(tmp_path / "i"), "--json")
+    assert result.exit_code == 1 and json.loads(result.output) == {
+        "error": "the question is empty: type a question about the articles"}
+
+
 def test_long_question_is_refused(tmp_path, seeds_copy):
     run("index", "--seeds", str(seeds_copy), "--index", str(tmp_path / "i"))
     result = run("ask", "x" * 10_000, "--index", str(tmp_path / "i"))
