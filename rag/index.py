@@ -338,8 +338,8 @@ def _commit_state(meta: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _date_range_effects(snapshot: IndexReader, search_filter: SearchFilter) -> tuple[tuple[str, ...], str | None]:
     """What a date range does, read in one pass over the articles: the undated articles it
-    leaves out (of those the article filter admits), and a notice when it admits no dated
-    article at all (said instead of "the articles do not answer")."""
+    leaves out (of those the article filter admits), and a notice when it admits no article
+    at all (said instead of "the articles do not answer")."""
     if not search_filter.has_date_bound:
         return (), None
     undated, any_dated = [], False
@@ -350,7 +350,7 @@ def _date_range_effects(snapshot: IndexReader, search_filter: SearchFilter) -> t
         elif not any_dated:
             any_dated = search_filter.admits(article_id, dt.date.fromisoformat(entry["date"]))
     excluded = () if search_filter.include_undated else tuple(sorted(undated))
-    if any_dated:
+    if any_dated or (search_filter.include_undated and undated):  # something was searched
         return excluded, None
     bounds = f"from {search_filter.date_from or 'the first'} to {search_filter.date_to or 'the last'}"
     return excluded, f"No article is dated in this range ({bounds}): widen the dates or clear them."

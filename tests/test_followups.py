@@ -93,6 +93,10 @@ def test_a_range_without_articles_says_so_rather_than_not_answered(fake_index: P
 
     assert answer.abstained
     assert answer.notice.startswith("No article is dated in this range (from 1990-01-01 to 1990-12-31): widen")
+    with_undated = Index.open(fake_index, embedder=embedder).ask(
+        "Who chaired the meeting at Hoa Lac?", date_from=dt.date(2030, 1, 1), include_undated=True)
+    assert with_undated.citations and {c.article_id for c in with_undated.citations} == {"003_62729c1e8f798b4f"}
+    assert "No article is dated" not in (with_undated.notice or "")  # the undated articles were searched
 
 
 @pytest.mark.parametrize(("typed", "end", "expected"), [
