@@ -102,12 +102,13 @@ def test_a_range_without_articles_says_so_rather_than_not_answered(fake_index: P
 @pytest.mark.parametrize(("typed", "end", "expected"), [
     ("March 2025", False, (2025, 3, 1)), ("March 2025", True, (2025, 3, 31)), ("2025", True, (2025, 12, 31)),
     ("2024-02", True, (2024, 2, 29)), ("Sep. 2025", False, (2025, 9, 1)), (" 2025-03-15 ", True, (2025, 3, 15)),
+    ("Sept 2025", False, (2025, 9, 1)), ("December 9999", True, (9999, 12, 31)),
 ])
 def test_the_page_reads_a_month_or_a_year_as_a_range_bound(typed: str, end: bool, expected: tuple[int, int, int]) -> None:
     assert parse_date(typed, "the start date", end=end) == dt.date(*expected)
 
 
-@pytest.mark.parametrize("typed", ["Marchh 2025", "2025-13", "next week", "15/03/2025"])
+@pytest.mark.parametrize("typed", ["Marchh 2025", "2025-13", "next week", "15/03/2025", "0000", "March 0000"])
 def test_a_date_the_page_cannot_read_is_refused_with_the_forms_it_takes(typed: str) -> None:
     with pytest.raises(QueryError, match=r"must be a date \(YYYY-MM-DD\), a month \(March 2025\) or a year \(2025\)"):
         parse_date(typed, "the start date")

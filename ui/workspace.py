@@ -183,6 +183,7 @@ def _relative_source(source: Path, seeds: Path) -> str:
 
 _MONTHS = {name: number for number in range(1, 13)
            for name in (dt.date(2000, number, 1).strftime("%B").lower(), dt.date(2000, number, 1).strftime("%b").lower())}
+_MONTHS["sept"] = 9
 _YEAR = re.compile(r"(\d{4})")
 _MONTH_YEAR = re.compile(r"([a-z]+)\.?\s+(\d{4})|(\d{4})-(\d{1,2})")
 
@@ -200,14 +201,18 @@ def parse_date(value: str | None, name: str, end: bool = False) -> dt.date | Non
         pass
     month = _MONTH_YEAR.fullmatch(text)
     year = _YEAR.fullmatch(text)
-    if month and (month.group(3) or month.group(1) in _MONTHS):
-        number = int(month.group(4)) if month.group(3) else _MONTHS[month.group(1)]
-        first_year = int(month.group(3) or month.group(2))
-        if 1 <= number <= 12:
-            first = dt.date(first_year, number, 1)
-            return (dt.date(first_year + number // 12, number % 12 + 1, 1) - dt.timedelta(days=1)) if end else first
-    elif year:
-        return dt.date(int(year.group(1)), 12, 31) if end else dt.date(int(year.group(1)), 1, 1)
+    try:
+        if month and (month.group(3) or month.group(1) in _MONTHS):
+            number = int(month.group(4)) if month.group(3) else _MONTHS[month.group(1)]
+            first_year = int(month.group(3) or month.group(2))
+            if 1 <= number <= 12:
+                first = dt.date(first_year, number, 1)
+                return (dt.date(first_year, 12, 31) if number == 12 else
+                        dt.date(first_year, number + 1, 1) - dt.timedelta(days=1)) if end else first
+        elif year:
+            return dt.date(int(year.group(1)), 12, 31) if end else dt.date(int(year.group(1)), 1, 1)
+    except ValueError:  # year 0, or a year past 9999
+        pass
     raise QueryError(f"{name} must be a date (YYYY-MM-DD), a month (March 2025) or a year (2025), got {value!r}")
 
 
