@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag import Config, Index, QueryError, build_index, load_articles
+from rag import ArticleError, Config, Index, QueryError, build_index, load_articles
 from rag.text.articles import META_FILE, set_article_date
 from ui.app import Handlers
 from ui.workspace import Workspace
@@ -87,3 +87,23 @@ def test_an_article_outside_the_articles_folder_is_not_removed(tmp_path: Path, s
     with pytest.raises(Exception, match="is not a file of the articles folder"):
         workspace.remove_article(HOA_LAC)
     assert (seeds_copy / f"{HOA_LAC}.txt").exists()
+
+
+def test_a_folder_that_cannot_be_written_gives_one_line_and_changes_nothing(workspace: Workspace, monkeypatch) -> None:  # noqa: ANN001
+    """Removing or dating an article where the folders refuse the write (a read-only mount, a
+    full disk) says so in one line; the article stays where it was, indexed and undated."""
+    import errno
+    import os
+    import shutil
+
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(shutil, "move", refuse)
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(ArticleError, match=r"cannot move .*Read-only file system.*still indexed"):
+        workspace.remove_article(HOA_LAC)
+    with pytest.raises(ArticleError, match=r"cannot write the dates file .*no date was changed"):
+        set_article_date(workspace.seeds_dir, HOA_LAC, dt.date(2025, 3, 15))
+    assert (workspace.seeds_dir / f"{HOA_LAC}.txt").exists() and not (workspace.seeds_dir / META_FILE).exists()
+    assert HOA_LAC in workspace.index.undated_articles()

@@ -123,9 +123,14 @@ def set_article_date(folder: Path, article_id: str, date: dt.date | None) -> Non
     else:
         dates[article_id] = date
     pending = folder / f".{META_FILE}.{os.getpid()}"
-    pending.write_text(json.dumps({key: {"date": value.isoformat()} for key, value in sorted(dates.items())},
-                                  indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(pending, folder / META_FILE)
+    try:
+        pending.write_text(json.dumps({key: {"date": value.isoformat()} for key, value in sorted(dates.items())},
+                                      indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(pending, folder / META_FILE)
+    except OSError as error:
+        pending.unlink(missing_ok=True)
+        raise ArticleError(f"cannot write the dates file {_as_text(folder / META_FILE)} ({error.strerror or error}); "
+                           "no date was changed: fix the folder's permissions") from error
 
 
 def _article_files(paths: list[Path], report: LoadReport, follow_links: bool) -> list[Path]:

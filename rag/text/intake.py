@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
 from collections.abc import Sequence
@@ -85,7 +86,11 @@ def intake_articles(files: Sequence[str | Path], seeds_dir: str | Path,
     """
     seeds_dir = Path(seeds_dir)
     config = config or Config()
-    seeds_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        seeds_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ArticleError(f"cannot create the articles folder {seeds_dir} ({error.strerror or error}): "
+                           "fix its permissions") from error
     return [_intake_one(Path(file), seeds_dir, config) for file in files]
 
 
@@ -178,10 +183,14 @@ def remove_article(source: str | Path, seeds_dir: str | Path) -> Path:
         raise ArticleError(f"{source.name} is not a file of the articles folder {seeds_dir}; "
                            "only articles added there can be removed from the page")
     removed = seeds_dir.parent / REMOVED_DIR
-    removed.mkdir(exist_ok=True)
-    target, number = removed / source.name, 1
-    while target.exists():  # an article removed before under the same name is kept too
-        number += 1
-        target = removed / f"{source.stem}.{number}{source.suffix}"
-    os.replace(source, target)
+    try:
+        removed.mkdir(exist_ok=True)
+        target, number = removed / source.name, 1
+        while target.exists():  # an article removed before under the same name is kept too
+            number += 1
+            target = removed / f"{source.stem}.{number}{source.suffix}"
+        shutil.move(source, target)  # a copy and a delete when the articles folder is a mount of its own
+    except OSError as error:
+        raise ArticleError(f"cannot move {source.name} into {removed} ({error.strerror or error}); the article "
+                           "is still indexed: fix the folders' permissions or move the file out by hand") from error
     return target
