@@ -310,6 +310,9 @@ def test_export_copies_an_index_both_ways_without_encoding(tmp_path, seeds_copy,
     assert original.snapshot.chunk_ids.tolist() == copy.snapshot.chunk_ids.tolist()
     assert np.array_equal(original.snapshot.chunk_vectors.vectors_of(original.snapshot.chunk_ids),
                           copy.snapshot.chunk_vectors.vectors_of(copy.snapshot.chunk_ids))
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(RagError, match="cannot create the index folder .*a-file/index"):
+        export_index(milvus, tmp_path / "a-file" / "index")
     served = opened(milvus)
     for question in ("Who chaired the meeting?", "dual-use products", "How many ships were built?"):
         assert _ids(original.search(question, k=10)) == _ids(copy.search(question, k=10)) \

@@ -5,8 +5,9 @@ Each document becomes one article (its title, then its text); the index is built
 cache folder keyed by the corpus hash and every setting it depends on, then reused.
 
 Scored as BEIR scores: a query's own document is left out of its ranking (ArguAna's and
-Quora's queries are documents of the corpus), and every judged query counts, one that
-retrieves nothing (an empty query) as 0. A benchmark's queries are given, not typed, so the
+Quora's queries are documents of the corpus), and every judged query of queries.jsonl counts,
+one that retrieves nothing (an empty query) as 0 (judged queries it does not list are left
+out, with a warning). A benchmark's queries are given, not typed, so the
 question-length limit is lifted to its longest query.
 """
 
@@ -75,6 +76,8 @@ def load_queries(dataset: Path, qrels: dict[str, dict[str, int]]) -> dict[str, s
         for row in _rows(handle, path):
             if str(row["_id"]) in qrels:
                 queries[str(row["_id"])] = str(row.get("text", ""))
+    if unlisted := len(set(qrels) - set(queries)):
+        log.warning("%d judged queries of %s are not in queries.jsonl and are left out of the scores", unlisted, path)
     return queries
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from rag.errors import IndexWriteError
 from rag.ingest.assemble import snapshot_of
 from rag.ingest.milvus_update import new_meta, reset_store, store_lock, write_generation
-from rag.ingest.update import write_lock
+from rag.ingest.update import make_index_dir, write_lock
 from rag.storage.chunk_table import StoredChunk
 from rag.storage.layout import CURRENT_FILE, current_snapshot_dir
 from rag.storage.milvus import (
@@ -101,9 +101,13 @@ def _to_folder(settings: MilvusSettings, path: Path, replace: bool, lock_timeout
                            np.array(sentence_ids, dtype=np.int64),
                            np.array([sentences[i] for i in sentence_ids], dtype=np.float32),
                            entries, article_vectors, meta["embedder"], meta["chunker"], meta["next_ids"])
-    path.mkdir(parents=True, exist_ok=True)
+    make_index_dir(path)
     with write_lock(path, lock_timeout):
         if (path / CURRENT_FILE).exists() and not replace:
             raise IndexWriteError(f"{path} already holds an index: pass --replace to overwrite it")
-        write_snapshot(path, snapshot)
+        try:
+            write_snapshot(path, snapshot)
+        except OSError as error:
+            raise IndexWriteError(f"cannot write the index at {path} ({error.strerror or error}); nothing there "
+                                  "changed: free some space or fix the folder's permissions, then export again") from error
     return ExportReport(len(entries), len(chunks), len(sentence_ids))

@@ -74,7 +74,7 @@ def update_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX
     path = Path(path)
     embedder = embedder or default_embedder()
     config = config or Config()
-    _make_index_dir(path)
+    make_index_dir(path)
     with write_lock(path, lock_timeout):
         roots = [Path(source).resolve() for source in sources]
         loaded = load_articles(roots, config, follow_links)
@@ -92,13 +92,14 @@ def index_articles(articles: Sequence[Article], path: str | Path, embedder: Embe
     articles whose ids are in `remove`; nothing else is removed."""
     path = Path(path)
     config = config or Config()
-    _make_index_dir(path)
+    make_index_dir(path)
     with write_lock(path, lock_timeout):
         return _update_locked(LoadReport(articles=list(articles)), [], path, embedder, config,
                               _current_or_none(path, embedder, config), progress, remove=frozenset(remove))[0]
 
 
-def _make_index_dir(path: Path) -> None:
+def make_index_dir(path: Path) -> None:
+    """Create an index folder, or say in one line why it cannot be."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
