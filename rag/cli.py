@@ -54,6 +54,8 @@ index_option = click.option(
          "(RAG_MILVUS_TOKEN authenticates).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+max_file_option = click.option("--max-file-mb", type=click.FloatRange(min=0.001), default=5.0, show_default=True,
+                               help="Refuse article files larger than this.")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -147,8 +149,7 @@ def _embedder() -> Embedder:
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Encode on a Ray cluster at ADDRESS (e.g. ray://head:10001), or on a local Ray when no "
                    "address is given; needs pip install 'rag[ray]'.")
-@click.option("--max-file-mb", type=click.FloatRange(min=0.001), default=5.0, show_default=True,
-              help="Refuse article files larger than this.")
+@max_file_option
 @json_option
 def index_command(paths: tuple[Path, ...], seeds: Path, index_dir: Path | str, rebuild: bool, follow_links: bool,
                   ray_address: str | None, max_file_mb: float, as_json: bool) -> None:
@@ -475,7 +476,8 @@ def _print_answer_figures(answers: dict[str, Any]) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
 @click.option("--insecure", is_flag=True,
               help="Allow a non-loopback --host without a login (RAG_UI_USER / RAG_UI_PASSWORD).")
-def serve(index_dir: Path | str, seeds: Path, host: str, port: int, insecure: bool) -> None:
+@max_file_option
+def serve(index_dir: Path | str, seeds: Path, host: str, port: int, insecure: bool, max_file_mb: float) -> None:
     """Build the index if it is missing or stale, then serve the web page.
 
     Uploaded articles are saved into --seeds and indexed incrementally. Off 127.0.0.1 the
@@ -491,12 +493,14 @@ def serve(index_dir: Path | str, seeds: Path, host: str, port: int, insecure: bo
 
     login_for(host, insecure, os.environ)  # refuse an open address before the (maybe long) build
     embedder = _embedder()  # one model in memory, for the build and for serving
-    report = build_index([seeds], index_dir, embedder=embedder, progress=_progress_bar("embedding"))
+    config = Config(max_file_bytes=int(max_file_mb * 1_000_000))
+    report = build_index([seeds], index_dir, embedder=embedder, config=config, progress=_progress_bar("embedding"))
     if report.changed:
         _echo(f"index updated: {report.summary()}")
     for message in report.failed:
         _echo(f"warning: {message}", err=True)
-    serve_app(Index.open(index_dir, embedder=embedder), seeds_dir=seeds, host=host, port=port, insecure=insecure)
+    serve_app(Index.open(index_dir, embedder=embedder, config=config), seeds_dir=seeds, host=host, port=port,
+              insecure=insecure)
 
 
 def _llm_generator(mode: str, url: str | None, model: str | None, gguf: Path | None,
