@@ -30,6 +30,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from rag.config import configure_process
 from rag.encoders.minilm import default_embedder
 from rag.eval.beir import load_qrels, load_queries
 from rag.storage.layout import current_snapshot_dir
@@ -120,6 +121,7 @@ def _graph(vectors: np.ndarray, neighbours: int) -> faiss.Index:
 
 
 def main() -> None:
+    configure_process()  # as the rag command runs: one BLAS thread, no network
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("index", type=Path)
     parser.add_argument("--scifact", type=Path, required=True)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from rag import Config, HashingEmbedder, Index, build_index
+from rag.config import configure_process
 
 WORDS = ("defence industry ministry weapons ships research production technology military equipment modern "
          "national development strategic programme vessels drones radar contract navy army plant factory "
@@ -50,6 +51,7 @@ def measure(index: Index, k: int, repeats: int) -> float:
 
 
 def main() -> None:
+    configure_process()  # as the rag command runs: one BLAS thread, no network
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=6000, help="about this many chunks per corpus")
     parser.add_argument("--repeats", type=int, default=3)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.config import configure_process
 from rag.eval.beir import corpus_path, load_corpus, load_qrels, load_queries
 from rag.records import Chunk
 from rag.storage.lexical import LexicalIndex
@@ -23,6 +24,7 @@ from rag.text.normalize import terms
 
 
 def main() -> None:
+    configure_process()  # as the rag command runs: one BLAS thread, no network
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--chunks", type=int, default=100_000)

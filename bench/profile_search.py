@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rag import Index
+from rag.config import configure_process
 from rag.eval.beir import load_qrels, load_queries
 from rag.records import SearchFilter
 from rag.search.retrieval import rank_chunks
@@ -25,6 +26,7 @@ from rag.text.normalize import terms
 
 
 def main() -> None:
+    configure_process()  # as the rag command runs: one BLAS thread, no network
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("index", type=Path)
     parser.add_argument("--scifact", type=Path, required=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rag import Config, Index
+from rag.config import configure_process
 from rag.encoders.minilm import default_embedder
 from rag.eval.beir import cached_index, load_qrels, load_queries
 from rag.eval.questions import load_questions
@@ -40,6 +41,7 @@ def timed(function, queries: list[str]) -> list[float]:
 
 
 def main() -> None:
+    configure_process()  # as the rag command runs: one BLAS thread, no network
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--beir", type=Path, help="BEIR dataset folder; its cached index is used (built if missing)")
     parser.add_argument("--split", default="train")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rag import Config, Index, build_index
+from rag.config import configure_process
 from rag.encoders.minilm import default_embedder
 from rag.eval.beir import load_corpus, load_qrels, load_queries, score_run
 from rag.ingest.export import export_index
@@ -64,6 +65,7 @@ def compare(folder: Path, milvus: str, queries: dict[str, str], embedder, qrels=
 
 
 def main() -> None:
+    configure_process()  # as the rag command runs: one BLAS thread, no network
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--milvus", help="a Milvus cluster's URL (default: a milvus-lite file in a temporary folder)")
     args = parser.parse_args()

@@ -50,6 +50,7 @@ from encoders import TokenTally  # bench/ is on the path when this runs as a scr
 
 import rag.storage.vectors
 from rag import Config, Index
+from rag.config import configure_process
 from rag.encoders.minilm import default_embedder
 from rag.eval.beir import (
     cached_index,
@@ -289,6 +290,7 @@ def replay_vectors(scifact: Path, cache: Path) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
+    configure_process()  # as the rag command runs: one BLAS thread, no network
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scifact", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=Path(".cache/beir"))

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "load_articles": "rag.text.articles",
     "read_article": "rag.text.articles",
     "Config": "rag.config",
+    "configure_process": "rag.config",
     "Embedder": "rag.encoders.base",
     "HashingEmbedder": "rag.encoders.hashing",
     "TransformerEmbedder": "rag.encoders.minilm",
@@ -65,9 +66,9 @@ __all__ = [
     "ArticleInfo",
     "Chunk",
     "Citation",
-    "Draft",
     "Config",
     "ConfigError",
+    "Draft",
     "Embedder",
     "Generator",
     "GeneratorError",
@@ -92,6 +93,7 @@ __all__ = [
     "Turn",
     "UpdateReport",
     "build_index",
+    "configure_process",
     "generator_from_env",
     "intake_articles",
     "load_articles",
@@ -128,7 +130,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
         Draft,
         RelatedPassage,
     )
-    from rag.config import Config
+    from rag.config import Config, configure_process
     from rag.encoders.base import Embedder
     from rag.encoders.hashing import HashingEmbedder
     from rag.encoders.minilm import TransformerEmbedder

@@ -21,7 +21,7 @@ import click
 
 from rag.answer.generators import Generator, LLMSettings
 from rag.answer.schema import Answer, AnswerMode
-from rag.config import Config
+from rag.config import Config, configure_process
 from rag.encoders.base import Embedder
 from rag.encoders.minilm import default_embedder
 from rag.errors import GeneratorError, RagError
@@ -103,19 +103,7 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    _configure_process()
-
-
-def _configure_process() -> None:
-    """What this process, owned by the command, runs under. Models come from packages only:
-    Hugging Face libraries must not try the network. Searches run one query at a time, so
-    NumPy's (OpenBLAS) threads cost more than they save and fight the encoder's for the
-    cores (on SciFact, hybrid p95 went from 40 ms to 22 ms at one thread; FAISS's thread
-    count is set per search, rag.storage.vectors)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1, user_api="blas")
+    configure_process()
 
 
 def _optional(module: str, extra: str, feature: str) -> Any:
