@@ -222,9 +222,13 @@ def test_the_stored_text_keeps_its_control_characters(hostile_index: Path) -> No
 @pytest.mark.parametrize("as_json", [[], ["--json"]])
 def test_an_unusable_query_is_one_line_on_stderr(fake_index: Path, command: str, query: str, message: str,
                                                  as_json: list[str]) -> None:
+    """One line on stderr; under --json, the record {"error": ...} instead."""
     result = run(command, query, "--index", str(fake_index), *as_json)
     assert result.exit_code == 1
-    assert result.output.startswith(message) and result.output.count("\n") == 1
+    if as_json:
+        assert f"error: {json.loads(result.output)['error']}".startswith(message)
+    else:
+        assert result.output.startswith(message) and result.output.count("\n") == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
