@@ -167,3 +167,14 @@ def test_single_short_line_is_body_not_headline(tmp_path):
     article = read_article(write(tmp_path, "s.txt", b"Just a line"), CONFIG)
     assert article.body == "Just a line"
     assert article.title == "Just a line"
+
+
+def test_a_utf8_byte_order_mark_stays_out_of_the_title(tmp_path: Path) -> None:
+    """Windows editors may start a UTF-8 file with a byte order mark: it is not part of the
+    headline, and the offsets still index the file's text."""
+    path = tmp_path / "marked.txt"
+    path.write_bytes("\ufeffHarbour opens new pier\n\nThe port of Hai Phong opened a new pier on Monday.\n".encode())
+    article = read_article(path, Config())
+    assert article.title == "Harbour opens new pier"
+    assert article.text[article.body_start:].startswith("The port of Hai Phong")
+    assert path.read_bytes().decode("utf-8")[article.body_start:] == article.text[article.body_start:]

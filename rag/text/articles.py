@@ -260,6 +260,8 @@ def _as_text(path: Path) -> str:
 def parse_article(text: str, article_id: str, source: Path, content_hash: str) -> Article:
     """Split decoded file text into metadata (date, title) and the body's start offset."""
     date, position = _date_prefix(text, source)
+    if position == 0 and text.startswith("\ufeff"):  # a UTF-8 byte order mark: kept in the text, not the title
+        position = 1
     boilerplate_end, headline, dateline_date = _header(text, position)
     body_start = _skip_whitespace(text, boilerplate_end)
     if body_start >= len(text):  # a lone short line is the article, not its headline
