@@ -307,7 +307,7 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
         _echo("\nRelated passages (not an answer):")
         for passage in answer.related:
             _echo(f"- {passage.title} ({_date(passage.date)}), {passage.article_id} "
-                  f"[{passage.start}:{passage.end}]: {_one_line(passage.text)[:160]}…")
+                  f"[{passage.start}:{passage.end}]: {_one_line(passage.snippet)}")
 
 
 @main.command()

@@ -74,6 +74,22 @@ def test_abstention_lists_related_passages_not_citations(fake):
     answer = fake.ask("What is the capital of Australia?")
     assert answer.abstained and not answer.citations and not answer.sentences
     assert len(answer.related) == 3
+    for passage in answer.related:  # each with its sentence closest to the question, at file offsets
+        assert passage.start <= passage.snippet_start < passage.snippet_end <= passage.end
+        assert file_text(passage.article_id)[passage.snippet_start:passage.snippet_end] == passage.snippet
+
+
+def test_a_related_passage_shows_its_sentence_that_shares_the_most_of_the_question():
+    from rag.answer.extractive import abstention
+    from rag.records import Chunk, Hit
+
+    text = "The fair opened on Monday. Drones from 24 makers flew over the outdoor area. Visitors queued."
+    chunk = Chunk(chunk_id="c", article_id="a", start=500, end=500 + len(text), text=text, title="Fair",
+                  heading="Fair", date=None)
+    [passage] = abstention("Which makers flew drones outdoors?", [Hit(chunk=chunk, score=1.0, rank=1)],
+                           mode="extractive").related
+    assert passage.snippet == "Drones from 24 makers flew over the outdoor area."
+    assert passage.snippet_start == 500 + text.index("Drones")
 
 
 def test_the_answerability_model_decides(fake):

@@ -289,7 +289,8 @@ def test_abstention_lists_related_passages_as_related_not_as_sources() -> None:
         question="Who won the 2022 FIFA World Cup?",
         answer="The indexed articles do not answer this question.",
         outcome="not_found", mode="extractive",
-        related=(RelatedPassage("hall", "Lotus hall", None, "c1", PASSAGE, 100, 100 + len(PASSAGE), 0.2),),
+        related=(RelatedPassage("hall", "Lotus hall", None, "c1", PASSAGE, 100, 100 + len(PASSAGE), 0.2,
+                                100, 100 + len(PASSAGE)),),
     )
 
     page = render_turn(answer, turn=2)

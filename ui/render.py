@@ -12,8 +12,6 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rag.text.normalize import terms
-from rag.text.sentences import split_sentences
 
 if TYPE_CHECKING:
     from rag import (
@@ -54,7 +52,7 @@ def render_turn(answer: Answer, turn: int) -> str:
         parts.append(f"<p class='notice'>{_escape(answer.notice)}</p>")
     if answer.abstained:
         parts.append(f"<p class='abstention'>{ABSTENTION}</p>")
-        parts.append(_related(answer.related, answer.searched_for or answer.question))
+        parts.append(_related(answer.related))
     else:
         parts.append(f"<div class='answer {answer.outcome}'>{_answer_text(answer, turn)}</div>")
         parts.append(_sources(answer.citations, turn))
@@ -179,7 +177,7 @@ def _passage(citations: list[Citation]) -> str:
     return f"<blockquote class='passage'>{''.join(out)}</blockquote>"
 
 
-def _related(related: Sequence[RelatedPassage], question: str) -> str:
+def _related(related: Sequence[RelatedPassage]) -> str:
     """Related passages as compact cards, one per article: the sentence of each passage closest
     to the question, the whole passage folded under it."""
     if not related:
@@ -187,11 +185,10 @@ def _related(related: Sequence[RelatedPassage], question: str) -> str:
     articles: dict[str, list[RelatedPassage]] = {}
     for passage in related:
         articles.setdefault(passage.article_id, []).append(passage)
-    wanted = set(terms(question))
     items = []
     for passages in articles.values():
         first = passages[0]
-        snippets = "".join(f"<p class='quote'>{_escape(_closest_sentence(p.text, wanted))}</p>" for p in passages)
+        snippets = "".join(f"<p class='quote'>{_escape(_shortened(p.snippet))}</p>" for p in passages)
         label = "Full passage" if len(passages) == 1 else f"Full passages ({len(passages)})"
         blocks = "".join(f"<blockquote class='passage'>{_escape(p.text)}</blockquote>" for p in passages)
         items.append(f"<li class='card' data-article-id='{_escape(first.article_id)}'>"
@@ -202,12 +199,8 @@ def _related(related: Sequence[RelatedPassage], question: str) -> str:
             f"<ul>{''.join(items)}</ul></section>")
 
 
-def _closest_sentence(text: str, wanted: set[str]) -> str:
-    """The sentence of `text` sharing the most words with the question (the first on a tie),
-    shortened to SNIPPET_CHARS at a space."""
-    spans = split_sentences(text) or [(0, len(text))]
-    start, end = max(spans, key=lambda span: len(wanted.intersection(terms(text[span[0]:span[1]]))))
-    sentence = text[start:end]
+def _shortened(sentence: str) -> str:
+    """A sentence cut to SNIPPET_CHARS at a space."""
     if len(sentence) <= SNIPPET_CHARS:
         return sentence
     cut = sentence.rfind(" ", 0, SNIPPET_CHARS)

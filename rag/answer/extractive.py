@@ -27,7 +27,7 @@ from rag.records import Chunk, Hit
 from rag.search.typos import QueryTerms
 from rag.storage.reader import IndexReader
 from rag.text.normalize import normalize_word, terms
-from rag.text.sentences import is_caption
+from rag.text.sentences import is_caption, split_sentences
 
 NOT_ANSWERED = "The indexed articles do not answer this question."
 HEDGED = "Closest evidence: the articles may not answer this directly."
@@ -280,15 +280,24 @@ def _referent(reader: IndexReader, sentence: ScoredSentence) -> ScoredSentence |
                           sentence.passage_rank, 0.0)
 
 
-def abstention(question: str, hits: list[Hit], mode: str, notice: str | None = None,
-               signals: dict[str, float] | None = None) -> Answer:
+def abstention(question: str, hits: list[Hit], mode: str, signals: dict[str, float] | None = None) -> Answer:
+    """"Not in the articles", with the best passages as related reading, each with the sentence
+    of it that shares the most of the question's terms."""
+    wanted = set(terms(question))
     related = tuple(
         RelatedPassage(article_id=h.chunk.article_id, title=h.chunk.title, date=h.chunk.date,
                        chunk_id=h.chunk.chunk_id, text=h.chunk.text, start=h.chunk.start, end=h.chunk.end,
-                       score=h.score)
+                       score=h.score, **_closest_sentence(h.chunk, wanted))
         for h in hits[:_RELATED])
     return Answer(question=question, answer=NOT_ANSWERED, outcome="not_found", mode=mode,  # type: ignore[arg-type]
-                  related=related, notice=notice, signals=signals or {})
+                  related=related, signals=signals or {})
+
+
+def _closest_sentence(chunk: Chunk, wanted: set[str]) -> dict[str, int]:
+    """The offsets of the chunk's sentence sharing the most terms with `wanted` (the first on a tie)."""
+    spans = split_sentences(chunk.text) or [(0, len(chunk.text))]
+    start, end = max(spans, key=lambda span: len(wanted.intersection(terms(chunk.text[span[0]:span[1]]))))
+    return {"snippet_start": chunk.start + start, "snippet_end": chunk.start + end}
 
 
 def _retellings(ranked: list[ScoredSentence], vectors: np.ndarray, position: int,

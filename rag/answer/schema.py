@@ -89,7 +89,9 @@ class Draft:
 
 @dataclass(frozen=True)
 class RelatedPassage:
-    """A passage shown as further reading (not as support), e.g. when the tool abstains."""
+    """A passage shown as further reading (not as support), e.g. when the tool abstains, with
+    the sentence of it closest to the question (`snippet_start`/`snippet_end`, offsets in the
+    article file like `start`/`end`) for a front end to show first."""
 
     article_id: str
     title: str
@@ -99,6 +101,12 @@ class RelatedPassage:
     start: int
     end: int
     score: float
+    snippet_start: int
+    snippet_end: int
+
+    @property
+    def snippet(self) -> str:
+        return self.text[self.snippet_start - self.start : self.snippet_end - self.start]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +118,9 @@ class RelatedPassage:
             "start": self.start,
             "end": self.end,
             "score": round(self.score, 6),
+            "snippet": self.snippet,
+            "snippet_start": self.snippet_start,
+            "snippet_end": self.snippet_end,
         }
 
 
