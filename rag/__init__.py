@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "LoadReport": "rag.text.articles",
     "load_articles": "rag.text.articles",
     "read_article": "rag.text.articles",
+    "set_article_date": "rag.text.articles",
     "Config": "rag.config",
     "configure_process": "rag.config",
     "Embedder": "rag.encoders.base",
@@ -51,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "build_index": "rag.ingest.update",
     "IntakeResult": "rag.text.intake",
     "intake_articles": "rag.text.intake",
+    "remove_article": "rag.text.intake",
     "safe_article_name": "rag.text.intake",
     "Article": "rag.records",
     "Chunk": "rag.records",
@@ -98,7 +100,9 @@ __all__ = [
     "intake_articles",
     "load_articles",
     "read_article",
+    "remove_article",
     "safe_article_name",
+    "set_article_date",
 ]
 
 
@@ -151,5 +155,15 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from rag.ingest.update import build_index
     from rag.records import Article, Chunk, Hit
     from rag.search.followups import Turn
-    from rag.text.articles import LoadReport, load_articles, read_article
-    from rag.text.intake import IntakeResult, intake_articles, safe_article_name
+    from rag.text.articles import (
+        LoadReport,
+        load_articles,
+        read_article,
+        set_article_date,
+    )
+    from rag.text.intake import (
+        IntakeResult,
+        intake_articles,
+        remove_article,
+        safe_article_name,
+    )

@@ -24,9 +24,9 @@ from rag import (
     UpdateReport,
     intake_articles,
     read_article,
+    remove_article,
+    set_article_date,
 )
-from rag.text.articles import set_article_date
-from rag.text.intake import remove_article
 
 if TYPE_CHECKING:
     from rag import Answer, Hit
@@ -88,8 +88,6 @@ class Workspace:
             articles: Sequence[str] | None = None, mode: str = "extractive",
             include_undated: bool = False, on_token: Callable[[str], None] | None = None,
             history: Sequence[Answer | tuple[str, str] | Mapping[str, Any]] = ()) -> Answer:
-        if mode == "llm" and not self.llm_available:
-            raise QueryError("LLM answers are not configured for this index: use mode 'extractive'")
         self.index.refresh()
         return self.index.ask(question, k=k, mode=mode, on_token=on_token, history=history,  # type: ignore[arg-type]
                               **_filters(date_from, date_to, articles, include_undated))
