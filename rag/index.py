@@ -103,7 +103,7 @@ class Index:
         self.answerability: AnswerabilityModel = load_model()
         if not callable(getattr(embedder, "embed_tokens", None)):
             raise ConfigError(f"the encoder {embedder.name!r} has no embed_tokens(texts) method, which answers "
-                              "need (rag.encoders.minilm.Embedder lists what an encoder provides)")
+                              "need (rag.encoders.base.Embedder lists what an encoder provides)")
 
     @classmethod
     def open(cls, path: str | Path = DEFAULT_INDEX_DIR, embedder: Embedder | None = None,

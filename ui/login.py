@@ -27,9 +27,10 @@ log = logging.getLogger(__name__)
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
 LOGIN_DELAY_FIRST = 0.5
-LOGIN_DELAY_MAX = 8.0
-LOGIN_FORGET_AFTER = 900.0  # seconds without a wrong login after which a client's count starts again
 """Seconds a wrong login is held: the first, doubled for each wrong one in a row, up to the max."""
+LOGIN_DELAY_MAX = 8.0
+LOGIN_FORGET_AFTER = 900.0
+"""Seconds without a wrong login after which a client's count starts again."""
 _LOGIN_CLIENTS_KEPT = 10_000
 """Clients whose wrong logins are counted at once; the oldest are forgotten first."""
 _login_client: ContextVar[str] = ContextVar("login_client", default="")

@@ -115,7 +115,7 @@ def _sources(citations: Sequence[Citation], turn: int) -> str:
 
 def _open_in_library(citation: Citation) -> str:
     """A link that opens the whole article in the library, the quote highlighted (the page's
-    conversation turns a click on it into an event; rag.ui.app)."""
+    conversation turns a click on it into an event; ui.app)."""
     return (f"<a class='open-article' href='#library' data-article-id='{_escape(citation.article_id)}' "
             f"data-start='{citation.start}' data-end='{citation.end}'>Read the whole article</a>")
 

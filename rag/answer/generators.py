@@ -91,7 +91,8 @@ class LLMSettings:
         if not 0 < self.answer_timeout <= 3600:
             raise ConfigError(f"the LLM answer timeout must be between 0 and 3600 seconds, got {self.answer_timeout!r}")
         if self.threads is not None and not 1 <= self.threads <= 256:
-            raise ConfigError(f"the LLM threads must be between 1 and 256, got {self.threads!r}")
+            raise ConfigError(f"the LLM threads (RAG_LLM_THREADS, --llm-threads) must be between 1 and 256, "
+                              f"got {self.threads!r}")
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"the LLM endpoint must be an http:// or https:// URL, got {self.url!r}")
 

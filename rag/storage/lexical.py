@@ -2,7 +2,7 @@
 
 A document is a chunk's text with its article's heading counted twice; terms come from
 `rag.text.normalize.terms`, the same normalisation the answer composer uses. Documents sit in
-segments, one per update that added chunks (rag.storage.snapshot), in ascending chunk id order, so the
+segments, one per update that added chunks (rag.ingest.assemble), in ascending chunk id order, so the
 live documents in segment order are the snapshot's chunks in ascending id order.
 
 Each segment keeps its postings, a sparse term x document matrix of term frequencies, and
@@ -104,7 +104,7 @@ class LexicalIndex:
 
     def appended(self, removed: np.ndarray, new_chunks: Sequence[Chunk]) -> LexicalIndex:
         """This index with the documents at positions `removed` dropped and `new_chunks`, if
-        any, added as a new segment (as rag.storage.snapshot adds one only for an update that adds chunks)."""
+        any, added as a new segment (as rag.ingest.assemble adds one only for an update that adds chunks)."""
         segments, live, vocab = list(self.segments), self.live.copy(), self.vocab
         if new_chunks:
             vocab = dict(vocab)

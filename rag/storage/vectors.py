@@ -2,7 +2,7 @@
 
 Up to `EXACT_UP_TO` vectors a `VectorIndex` is exact: a flat inner-product index (in an
 IndexIDMap2) that adds, removes and reads back by id. When an index larger than that is
-written as a new base segment (rag.storage.snapshot), its vectors go into an HNSW graph instead (M=32,
+written as a new base segment (rag.ingest.assemble, rag.storage.writer), its vectors go into an HNSW graph instead (M=32,
 efConstruction 40; searched with efSearch 1.5 x the depth asked for). A graph is never
 changed once built: vectors added later go into a flat `tail` searched exactly beside it, and
 vectors removed later are filtered out of its results, until those pass a quarter of the
