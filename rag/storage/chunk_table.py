@@ -13,7 +13,7 @@ or damaged since it was written fails as damage instead of serving text its arti
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +36,17 @@ class StoredChunk:
     chunk: Chunk
     sentence_spans: tuple[tuple[int, int], ...]
     sentence_ids: tuple[int, ...]
+
+
+def sentences_in_order(stored_chunks: Iterable[StoredChunk]) -> list[tuple[int, str]]:
+    """The (sentence id, text) of an article's chunks in reading order, each sentence once
+    (overlapping chunks share sentences): what both stores give as an article's sentences."""
+    found: dict[int, tuple[int, str]] = {}
+    for stored in stored_chunks:
+        chunk = stored.chunk
+        for sentence_id, (start, end) in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
+            found[sentence_id] = (start, chunk.text[start - chunk.start : end - chunk.start])
+    return [(sentence_id, text) for sentence_id, (_, text) in sorted(found.items(), key=lambda item: item[1][0])]
 
 
 class ChunkRecords(Mapping[int, StoredChunk]):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -166,14 +166,9 @@ class LexicalIndex:
 
     @cached_property
     def terms_by_length(self) -> dict[int, list[str]]:
-        """The known terms a typo may be read as (words of letters, 3 or more of them), by
-        length: a typo is compared only with terms it could be."""
+        """The known terms a typo may be read as, by length (`typo_candidates`)."""
         frequency = self._document_frequency
-        by_length: dict[int, list[str]] = {}
-        for term, number in self.vocab.items():
-            if frequency[number] > 0 and len(term) >= 3 and term.isalpha():
-                by_length.setdefault(len(term), []).append(term)
-        return by_length
+        return typo_candidates((term, int(frequency[number])) for term, number in self.vocab.items())
 
     def document_frequency(self, term: str) -> int:
         """How many live chunks hold the term."""
@@ -184,7 +179,7 @@ class LexicalIndex:
         """Lucene's BM25 idf of each term; a term no chunk holds gets the highest value."""
         frequency = self._document_frequency
         counts = np.array([frequency[self.vocab[t]] if t in self.vocab else 0 for t in query_terms], dtype=np.float32)
-        return np.log1p((self.size - counts + 0.5) / (counts + 0.5)).astype(np.float32)
+        return lucene_idf(counts, self.size)
 
     def scores(self, query_terms: Sequence[str], weights: Sequence[float] | None = None,
                mask: np.ndarray | None = None) -> np.ndarray:
@@ -211,3 +206,19 @@ def _with_rows(matrix: scipy.sparse.csr_matrix, rows: int) -> scipy.sparse.csr_m
     """The matrix with empty rows appended up to `rows` (terms added to the vocabulary later)."""
     indptr = np.concatenate([matrix.indptr, np.full(rows - matrix.shape[0], matrix.indptr[-1])])
     return scipy.sparse.csr_matrix((matrix.data, matrix.indices, indptr), shape=(rows, matrix.shape[1]))
+
+
+def lucene_idf(counts: np.ndarray, documents: int) -> np.ndarray:
+    """Lucene's BM25 idf of terms held by `counts` of `documents` chunks, as both stores compute
+    it (rag.storage.milvus's TermTable too): a term no chunk holds gets the highest value."""
+    return np.log1p((documents - counts + 0.5) / (counts + 0.5)).astype(np.float32)
+
+
+def typo_candidates(frequencies: Iterable[tuple[str, int]]) -> dict[int, list[str]]:
+    """The known terms a typo may be read as (words of letters, 3 or more of them, held by some
+    chunk), by length: a typo is compared only with terms it could be. Both stores use it."""
+    by_length: dict[int, list[str]] = {}
+    for term, frequency in frequencies:
+        if frequency > 0 and len(term) >= 3 and term.isalpha():
+            by_length.setdefault(len(term), []).append(term)
+    return by_length

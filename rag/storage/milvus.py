@@ -51,8 +51,8 @@ from rag.errors import (
     RagError,
 )
 from rag.records import Chunk, SearchFilter
-from rag.storage.chunk_table import StoredChunk
-from rag.storage.lexical import LexicalIndex, lexical_text
+from rag.storage.chunk_table import StoredChunk, sentences_in_order
+from rag.storage.lexical import LexicalIndex, lexical_text, lucene_idf, typo_candidates
 from rag.text.normalize import terms
 
 LITE_PREFIX = "milvus-lite:"
@@ -473,16 +473,11 @@ class TermTable:
         return self.frequencies.get(term, 0)
 
     def idf(self, query_terms: Sequence[str]) -> np.ndarray:
-        counts = np.array([self.frequencies.get(t, 0) for t in query_terms], dtype=np.float32)
-        return np.log1p((self.documents - counts + 0.5) / (counts + 0.5)).astype(np.float32)
+        return lucene_idf(np.array([self.frequencies.get(t, 0) for t in query_terms], dtype=np.float32), self.documents)
 
     @cached_property
     def terms_by_length(self) -> dict[int, list[str]]:
-        by_length: dict[int, list[str]] = {}
-        for term, frequency in self.frequencies.items():
-            if frequency > 0 and len(term) >= 3 and term.isalpha():
-                by_length.setdefault(len(term), []).append(term)
-        return by_length
+        return typo_candidates(self.frequencies.items())
 
 
 class _Cache(OrderedDict):
@@ -661,14 +656,10 @@ class MilvusReader:
         cached = self._article_sentences.get(article_id)
         if cached is not None:
             return cached
-        found: dict[int, tuple[int, str]] = {}
-        for row in self.store.scan("chunks", ["record"], f"article_id == {json.dumps(article_id)} and "
-                                                         f"generation <= {self.meta['generation']}"):
-            stored = stored_of_record(row["record"])
-            chunk = stored.chunk
-            for sentence_id, (start, end) in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
-                found[sentence_id] = (start, chunk.text[start - chunk.start:end - chunk.start])
-        sentences = [(sentence_id, text) for sentence_id, (_, text) in sorted(found.items(), key=lambda i: i[1][0])]
+        sentences = sentences_in_order(
+            stored_of_record(row["record"])
+            for row in self.store.scan("chunks", ["record"], f"article_id == {json.dumps(article_id)} and "
+                                                             f"generation <= {self.meta['generation']}"))
         self._article_sentences.put(article_id, sentences)
         return sentences
 

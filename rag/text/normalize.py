@@ -72,24 +72,24 @@ def _fold_non_ascii(run: str) -> str:
     return "".join(char for char in run if not unicodedata.combining(char))
 
 
-def terms(text: str, keep_stopwords: bool = False) -> list[str]:
-    """Matching terms of a text, in order: folded, spelling-normalised, stemmed.
+def terms(text: str) -> list[str]:
+    """Matching terms of a text, in order: folded, spelling-normalised, stemmed, stopwords dropped.
 
     A token with separators ("57-NQ/TW", "2021–2025", "high-tech") is kept whole and also
     contributes its parts, so "Resolution 57" finds "57-NQ/TW".
     """
     result: list[str] = []
     for token in _TOKEN.findall(_POSSESSIVE.sub("", fold(text))):
-        result.extend(_token_terms(token, keep_stopwords))
+        result.extend(_token_terms(token))
     return result
 
 
 @lru_cache(maxsize=200_000)
-def _token_terms(token: str, keep_stopwords: bool) -> tuple[str, ...]:
+def _token_terms(token: str) -> tuple[str, ...]:
     """The terms of one folded token (tokens repeat: each is worked out once)."""
     parts = _SEPARATOR.split(token)
     whole = (token,) if len(parts) > 1 else ()
-    return whole + tuple(normalize_word(part) for part in parts if keep_stopwords or part not in STOPWORDS)
+    return whole + tuple(normalize_word(part) for part in parts if part not in STOPWORDS)
 
 
 @lru_cache(maxsize=200_000)
