@@ -9,7 +9,6 @@ from rag import HashingEmbedder, Index, QueryError, build_index
 from rag.answer.answerability import SIGNALS, AnswerabilityModel, Logistic
 from rag.answer.extractive import HEDGED, NOT_ANSWERED
 from rag.eval.questions import evaluate_answers, load_questions
-from rag.text.sentences import is_caption
 
 
 def file_text(article_id: str) -> str:
@@ -233,28 +232,6 @@ def test_a_sentence_opening_on_a_pronoun_brings_the_one_naming_its_subject(fake)
     leaning = next(i for i, text in enumerate(texts) if text.startswith("He made the request"))
     assert leaning > 0 and "Prime Minister Phạm Minh Chính urged" in texts[leaning - 1]
     assert_verbatim_and_cited(answer)
-
-
-def test_a_photo_caption_is_never_quoted_as_an_answer(fake):
-    """Asked in the caption's own words, the answer still quotes the article's reporting, not
-    what a picture shows."""
-    caption = "Prime Minister Phạm Minh Chính shakes hands with the leaders of Viettel Military Industry and Telecoms Group."
-    assert caption in file_text("002_2158886989b67df7")
-    answer = fake.ask(caption)
-    assert answer.sentences and all("Photo" not in sentence.text for sentence in answer.sentences)
-    assert_verbatim_and_cited(answer)
-
-
-@pytest.mark.parametrize(("sentence", "caption"), [
-    ("Prime Minister Pham Minh Chinh meets with leaders of the Viettel Group.Photo: VNA", True),
-    ("Senior Colonel Phạm Thị Lan speaks at the launch ceremony in Hà Nội. — VNA/VNS Photo", True),
-    ("Troops parade in Hanoi (Photo: Reuters)", True),
-    ("The photo exhibition opened on Monday.", False),
-    ("He said the Photo: section was new in 2024 and praised it.", False),
-    ("The drone took a photo of the site.", False),
-])
-def test_a_caption_is_told_by_its_photo_credit(sentence, caption):
-    assert is_caption(sentence) is caption
 
 
 def test_a_question_not_in_english_gets_a_notice_saying_so(fake):

@@ -27,7 +27,7 @@ from rag.records import Chunk, Hit
 from rag.search.typos import QueryTerms
 from rag.storage.reader import IndexReader
 from rag.text.normalize import normalize_word, terms
-from rag.text.sentences import is_caption, split_sentences
+from rag.text.sentences import split_sentences
 
 NOT_ANSWERED = "The indexed articles do not answer this question."
 HEDGED = "Closest evidence: the articles may not answer this directly."
@@ -180,7 +180,7 @@ def score_sentences(reader: IndexReader, hits: list[Hit], query_vector: np.ndarr
     that the answering sentence leaves to those before it ("Also attending were ..."), so a
     term found only in the article's previous sentence counts half, the one before a quarter.
     A sentence holding the type of answer the question asks for (a number for "how many")
-    gains `answer_type_weight`. A photo caption is no candidate: it says what a picture shows.
+    gains `answer_type_weight`.
     """
     matchable = [t for t in topic if t.matches]
     wanted = {term for t in matchable for term in t.matches}
@@ -198,10 +198,8 @@ def score_sentences(reader: IndexReader, hits: list[Hit], query_vector: np.ndarr
                 credits[chunk.article_id] = _term_credits(reader.article_sentences(chunk.article_id), wanted)
             cosines = reader.sentence_vectors_of(np.array([s for s, _ in fresh])) @ query_vector
             for (sentence_id, (start, end)), cosine in zip(fresh, cosines.tolist(), strict=True):
-                text = chunk.text[start - chunk.start : end - chunk.start]
-                if is_caption(text):  # what a photo shows, not what the article reports
-                    continue
                 coverage = _held(matchable, credits[chunk.article_id][sentence_id])
+                text = chunk.text[start - chunk.start : end - chunk.start]
                 score = (cosine + config.answer_coverage_weight * coverage + config.answer_rank_weight / hit.rank
                          + config.answer_type_weight * holds_type(text, wanted_type))
                 seen[sentence_id] = ScoredSentence(sentence_id, chunk, start, end, cosine, coverage, hit.rank, score)

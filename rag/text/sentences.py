@@ -30,17 +30,6 @@ _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _HARD_WRAP_WIDTH = 100
 
 
-# A photo caption's credit line: "... Telecoms Group. Photo: VNA", "... — VNA/VNS Photo",
-# "(Photo: Reuters)". A caption says what a picture shows, not what the article reports.
-_PHOTO_CREDIT = re.compile(r"(?:\bPhoto(?:graph)?\s*(?::|by)\s*(?:[A-Z][\w./&'-]*\s*){1,4}"
-                           r"|[—–]\s*(?:[A-Z][\w./&'-]*\s+){1,4}Photo|\((?:Photo|Image)\b[^()]{0,60}\))\s*$")
-
-
-def is_caption(sentence: str) -> bool:
-    """Whether a sentence is a photo caption (it ends on a photo credit)."""
-    return bool(_PHOTO_CREDIT.search(sentence))
-
-
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Return (start, end) spans of the sentences in `text[start:end]`, whitespace trimmed.
 
