@@ -644,7 +644,26 @@ def test_conversations_are_kept_switched_and_deleted_in_the_browsers_state(works
     assert first not in saved["threads"] and turns == [] and len(choices.choices) == 1
 
 
-@pytest.mark.parametrize("stored", [None, "junk", {"current": "x", "threads": {"x": "not a thread"}}, {"threads": []}])
+def test_the_browser_keeps_the_last_turns_and_the_newest_threads(workspace: Workspace) -> None:
+    """Each turn's page sits in the browser's local storage: what is kept is bounded."""
+    from ui.app import KEPT_THREADS, KEPT_TURNS
+
+    handlers = Handlers(workspace)
+    saved = {"current": "now", "threads": {f"t{i}": {"title": f"old {i}", "created": float(i), "turns": []}
+                                           for i in range(KEPT_THREADS + 5)}}
+    saved["threads"]["now"] = {"title": "", "created": 0.5, "turns": []}  # the current one, oldest but kept
+    turns = [{"html": f"<p class='question'><span class='label'>Question</span> q{i}</p>", "question": f"q{i}",
+              "answer": "a"} for i in range(KEPT_TURNS + 10)]
+    saved, _ = handlers.keep(turns, saved)
+    assert len(saved["threads"]) == KEPT_THREADS and "now" in saved["threads"]
+    assert "t0" not in saved["threads"] and f"t{KEPT_THREADS + 4}" in saved["threads"]
+    kept = saved["threads"]["now"]
+    assert kept["turns"] == turns[-KEPT_TURNS:] and kept["title"] == "q0"  # titled by its first question
+
+
+@pytest.mark.parametrize("stored", [None, "junk", {"current": "x", "threads": {"x": "not a thread"}}, {"threads": []},
+                                    {"current": "x", "threads": {"x": {"turns": [], "created": "soon", "title": 3},
+                                                                 "y": {"turns": []}}}])
 def test_whatever_the_browser_stored_the_page_starts_cleanly(workspace: Workspace, stored: object) -> None:
     page, turns, _, saved = Handlers(workspace).restore(stored)  # type: ignore[arg-type]
     assert turns == [] and saved["current"] in saved["threads"]

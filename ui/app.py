@@ -38,6 +38,10 @@ from ui.workspace import Progress, Workspace
 log = logging.getLogger(__name__)
 
 STYLE = Path(__file__).with_name("style.css")
+KEPT_TURNS = 50
+KEPT_THREADS = 30
+"""What a browser keeps of its conversations (each turn's page, passages included, sits in its
+local storage, a few MB per site): the last turns of a thread, the newest threads."""
 POLL_SECONDS = 5.0
 """How often an open page checks whether the index was updated (by another page, an API client or `rag index`)."""
 
@@ -217,9 +221,12 @@ class Handlers:
         """After an answer: the current thread holds the conversation, titled by its first question."""
         saved = _threads_or_new(saved)
         thread = saved["threads"][saved["current"]]
-        thread["turns"] = turns
         if turns and not thread["title"]:
             thread["title"] = _plain_question(turns[0]["html"]) or "Conversation"
+        thread["turns"] = turns[-KEPT_TURNS:]
+        others = sorted((i for i in saved["threads"] if i != saved["current"]), key=lambda i: saved["threads"][i]["created"])
+        for oldest in others[:max(0, len(saved["threads"]) - KEPT_THREADS)]:
+            del saved["threads"][oldest]
         return saved, _thread_choices(saved)
 
     def new_thread(self, saved: dict[str, Any] | None) -> tuple[str, list[dict[str, str]], Any, dict[str, Any]]:
@@ -248,8 +255,11 @@ class Handlers:
 def _threads_or_new(saved: dict[str, Any] | None) -> dict[str, Any]:
     """The browser's threads, checked (it may hold anything), with a current one."""
     threads = saved.get("threads") if isinstance(saved, dict) else None
-    threads = {key: value for key, value in threads.items() if isinstance(value, dict)
-               and isinstance(value.get("turns"), list)} if isinstance(threads, dict) else {}
+    threads = {key: {"title": value.get("title") if isinstance(value.get("title"), str) else "",
+                     "created": value.get("created") if isinstance(value.get("created"), (int, float)) else 0.0,
+                     "turns": value["turns"]}
+               for key, value in threads.items() if isinstance(value, dict) and isinstance(value.get("turns"), list)
+               } if isinstance(threads, dict) else {}
     saved = {"current": saved.get("current") if isinstance(saved, dict) else None, "threads": threads}
     if saved["current"] not in threads:
         saved["current"] = _new_thread(saved)
