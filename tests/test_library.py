@@ -107,3 +107,17 @@ def test_a_folder_that_cannot_be_written_gives_one_line_and_changes_nothing(work
         set_article_date(workspace.seeds_dir, HOA_LAC, dt.date(2025, 3, 15))
     assert (workspace.seeds_dir / f"{HOA_LAC}.txt").exists() and not (workspace.seeds_dir / META_FILE).exists()
     assert HOA_LAC in workspace.index.undated_articles()
+
+
+def test_a_quote_is_marked_in_the_article_unless_its_file_changed_since_indexing(workspace: Workspace) -> None:
+    handlers = Handlers(workspace)
+    source = workspace.seeds_dir / f"{HOA_LAC}.txt"
+    text = source.read_text(encoding="utf-8")
+    start = text.index("Hoa Lac High-Tech Park")
+    span = (start, start + len("Hoa Lac High-Tech Park"))
+    view = handlers.open_article(HOA_LAC, span)
+    assert "<mark id='library-mark'>Hoa Lac High-Tech Park</mark>" in view
+
+    source.write_text("Breaking: an edit at the top.\n" + text, encoding="utf-8")  # offsets now point elsewhere
+    view = handlers.open_article(HOA_LAC, span)
+    assert "<mark" not in view and "changed since it was indexed" in view and "Breaking: an edit" in view

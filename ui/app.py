@@ -168,10 +168,15 @@ class Handlers:
         if not article_id:
             return ""
         try:
-            info, text = self.workspace.article(article_id)
+            info, article = self.workspace.article(article_id)
         except RagError as error:
             return render_error(str(error))
-        return render_article(info, text, self.workspace.shown_source(info), highlight)
+        page = render_article(info, article.text, self.workspace.shown_source(info),
+                              highlight if article.content_hash == info.content_hash else None)
+        if highlight and article.content_hash != info.content_hash:  # the offsets are of the indexed text
+            page = render_error("This file changed since it was indexed, so the quote cannot be marked in it: "
+                                "Rebuild to index the new text.") + page
+        return page
 
     def open_cited(self, event: gr.EventData) -> tuple[str, Any, Any]:
         """"Read the whole article" under a source: the library opens on it, the quote highlighted."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag import (
+    Article,
     ArticleInfo,
     Index,
     IntakeResult,
@@ -124,12 +125,13 @@ class Workspace:
         """Index what changed in the seeds folder, e.g. files copied there by other means."""
         return self._rebuild((), progress)
 
-    def article(self, article_id: str) -> tuple[ArticleInfo, str]:
-        """An indexed article's record and its file's text, to read on the page."""
+    def article(self, article_id: str) -> tuple[ArticleInfo, Article]:
+        """An indexed article's record and its file as it is now (its `content_hash` differs
+        from the record's when the file changed since it was indexed), to read on the page."""
         found = {article.id: article for article in self.index.articles()}.get(article_id)
         if found is None:
             raise QueryError(f"no article {article_id!r} in the index: pick one from the library")
-        return found, read_article(Path(found.source), self.index.config).text
+        return found, read_article(Path(found.source), self.index.config)
 
     def shown_source(self, info: ArticleInfo) -> str:
         """An article's file as the page shows it: relative to the articles folder, no server path."""
