@@ -36,7 +36,7 @@ from rag.ingest.update import DEFAULT_INDEX_DIR, ProgressCallback, update_index
 from rag.records import Hit, SearchFilter
 from rag.search.followups import Turn, standalone_question
 from rag.search.retrieval import RETRIEVERS, Retriever, rank_chunks
-from rag.search.typos import QueryTerms, read_query
+from rag.search.typos import QueryTerms, correct_typos
 from rag.storage.layout import current_snapshot_dir
 from rag.storage.milvus import MilvusReader, MilvusSettings, MilvusStore, is_milvus_uri
 from rag.storage.reader import IndexReader
@@ -242,7 +242,7 @@ class Index:
         if not snapshot.chunk_count:
             return []
         query_vector = None if retriever == "bm25" else self.embed_query(query)
-        query_terms = QueryTerms.plain(terms(query)) if retriever == "dense" else read_query(query, snapshot.lexicon)
+        query_terms = QueryTerms.plain(terms(query)) if retriever == "dense" else correct_typos(terms(query), snapshot.lexicon)
         return rank_chunks(snapshot, query_vector, query_terms, k, search_filter, self.config, retriever)
 
     def ask(self, question: str, k: int | None = None, *, date_from: dt.date | None = None,
@@ -275,7 +275,7 @@ class Index:
         snapshot = self._snapshot
         search_filter = _make_filter(snapshot, date_from, date_to, articles, include_undated)
         query_vector = self.embed_query(searched_for or question)
-        query_terms = read_query(searched_for or question, snapshot.lexicon)
+        query_terms = correct_typos(terms(searched_for or question), snapshot.lexicon)
         hits = rank_chunks(snapshot, query_vector, query_terms, k, search_filter, self.config) if snapshot.chunk_count else []
         retrieved = time.perf_counter()
         if llm is None:
@@ -300,7 +300,7 @@ class Index:
     def corrections(self, query: str) -> dict[str, tuple[str, ...]]:
         """The typed words the index does not know, each with the known terms it is searched
         for instead ("meting" -> ("meet",)): what "searched for meet (for 'meting')" says."""
-        return _typed_corrections(query, read_query(query, self._snapshot.lexicon))
+        return _typed_corrections(query, correct_typos(terms(query), self._snapshot.lexicon))
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed([query])[0]

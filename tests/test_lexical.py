@@ -7,7 +7,7 @@ from conftest import SEEDS
 
 from rag import HashingEmbedder
 from rag.config import Config
-from rag.search.typos import TYPO_WEIGHT, correct_typos, read_query
+from rag.search.typos import TYPO_WEIGHT, correct_typos
 from rag.storage.lexical import LexicalIndex, lexical_text
 from rag.text.articles import load_articles
 from rag.text.chunking import split_article
@@ -85,17 +85,6 @@ def test_a_word_the_index_does_not_know_is_read_as_the_known_terms_nearest_in_ed
 def test_known_words_short_words_and_words_far_from_any_term_are_left_alone(chunks, text):
     query = correct_typos(terms(text), LexicalIndex.build(chunks))
     assert query.corrections == {} and query.terms == tuple(terms(text))
-
-
-def test_a_word_typed_with_diacritics_is_not_read_as_an_english_word(chunks):
-    """"Tổng" folds to "tong", one edit from "long"; a word typed with diacritics is a name or
-    another language's word, so it is searched as typed. The same letters typed plain are
-    still corrected, as is a misspelt English word beside it."""
-    index = LexicalIndex.build(chunks)
-    assert correct_typos(terms("shipps tong"), index).corrections.get("tong")  # the plain form has stand-ins
-    query = read_query("Tổng shipps", index)
-    assert "tong" in query.terms and "tong" not in query.corrections
-    assert query.corrections["shipp"] == ("ship",)
 
 
 def test_a_misspelt_query_scores_the_passages_its_correction_holds_at_the_typo_weight(chunks):

@@ -3,23 +3,18 @@
 Nearest in edits, a transposition counting one (optimal string alignment, by rapidfuzz): one
 edit for a word of 4-7 letters, two past that; up to 3 stand-ins, the most frequent first.
 A stand-in counts `TYPO_WEIGHT` of a matched term in BM25 and in answer selection, a guess
-being weaker evidence than a match. A word typed with diacritics ("Tổng", "Trọng") is a name
-or a word of another language, never a misspelt English word, so it is not corrected: read as
-the nearest English word ("long", "strong") it would only mislead the search. The page and the
-CLI show what was searched for.
+being weaker evidence than a match. The page and the CLI show what was searched for.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 from rag.storage.reader import Lexicon
-from rag.text.normalize import terms
 
 TYPO_WEIGHT = 0.7
 """What a stand-in for a typed word counts, relative to a term typed right: set by judgement
@@ -46,21 +41,11 @@ class QueryTerms:
         return cls(tuple(query_terms), (1.0,) * len(query_terms), {})
 
 
-_ACCENTED_WORD = re.compile(r"\w*[^\W\x00-\x7f]\w*")  # a word with a letter outside ASCII
-
-
-def read_query(query: str, lexical: Lexicon) -> QueryTerms:
-    """A query's terms, with stand-ins for its misspelt words (not for words typed with diacritics)."""
-    accented = {term for word in _ACCENTED_WORD.findall(query) for term in terms(word)}
-    return correct_typos(terms(query), lexical, exact=accented)
-
-
-def correct_typos(query_terms: Sequence[str], lexical: Lexicon, exact: Collection[str] = ()) -> QueryTerms:
+def correct_typos(query_terms: Sequence[str], lexical: Lexicon) -> QueryTerms:
     """The query's terms plus, for each word of letters the index does not know (the longest
     MAX_CORRECTED_WORDS), the known terms at the least edit distance a typo allows, up to 3,
-    the most frequent first; none for a word under 4 letters or for a term in `exact`."""
-    unknown = [t for t in dict.fromkeys(query_terms)
-               if len(t) >= 4 and t.isalpha() and t not in exact and not lexical.knows(t)]
+    the most frequent first; none for a word under 4 letters."""
+    unknown = [t for t in dict.fromkeys(query_terms) if len(t) >= 4 and t.isalpha() and not lexical.knows(t)]
     corrections: dict[str, tuple[str, ...]] = {}
     for term in sorted(unknown, key=len, reverse=True)[:MAX_CORRECTED_WORDS]:
         edits = 1 if len(term) <= 7 else 2
