@@ -29,6 +29,7 @@ from rag.eval.questions import holds_gold, load_questions, qa_index
 from rag.records import SearchFilter
 from rag.search.retrieval import rank_chunks
 from rag.search.typos import correct_typos
+from rag.storage.reader import IndexReader
 from rag.text.normalize import terms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,7 @@ def main() -> None:
           f"{_share(answerable_signals):.2f} of answerable, {_share(on_topic_unanswerable):.2f} of on-topic unanswerable")
 
 
-def _window_cosine(reader, article_id: str, sentence_id: int, query_vector: np.ndarray) -> float:  # noqa: ANN001
+def _window_cosine(reader: IndexReader, article_id: str, sentence_id: int, query_vector: np.ndarray) -> float:
     ids = [i for i, _ in reader.article_sentences(article_id)]
     position = ids.index(sentence_id)
     vectors = reader.sentence_vectors_of(np.array(ids[max(0, position - 1) : position + 2]))
