@@ -24,7 +24,7 @@ from rag.answer.schema import Answer, AnswerMode
 from rag.config import Config, configure_process
 from rag.encoders.base import Embedder
 from rag.encoders.minilm import default_embedder
-from rag.errors import GeneratorError, RagError
+from rag.errors import GeneratorError, QueryError, RagError
 from rag.index import Index
 from rag.ingest.plan import UpdateReport
 from rag.ingest.update import DEFAULT_INDEX_DIR, build_index
@@ -253,12 +253,15 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
               help="Local GGUF model file run in-process; needs pip install 'rag[llm]' [default: $RAG_LLM_GGUF]")
 @click.option("--llm-threads", type=click.IntRange(1, 256),
               help="Threads for the local GGUF model [default: $RAG_LLM_THREADS, else llama.cpp's choice]")
+@click.option("--after", "earlier", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="An earlier answer of the conversation, as `rag ask --json` wrote it (repeatable, oldest first): "
+                   "a follow-up is searched with the topic it continues.")
 @filter_options
 @index_option
 @json_option
 def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm_model: str | None, llm_gguf: Path | None,
-        llm_threads: int | None, since: Any, until: Any, articles: tuple[str, ...], include_undated: bool, index_dir: Path | str,
-        as_json: bool) -> None:
+        llm_threads: int | None, earlier: tuple[Path, ...], since: Any, until: Any, articles: tuple[str, ...],
+        include_undated: bool, index_dir: Path | str, as_json: bool) -> None:
     """Answer from the articles: verbatim sentences, each cited, or a plain "not in the articles".
 
     With --mode llm a model writes the answer (printed as it arrives), then every sentence is
@@ -271,8 +274,11 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
       rag ask "What is Vietnam's defence budget for 2026?" --json
       rag ask "How many ships has the defence industry built?" --mode llm \\
           --llm-url http://127.0.0.1:11434/v1 --llm-model llama3.2
+      rag ask "Who chaired the meeting at Hoa Lac?" --json > first.json
+      rag ask "Who else attended it?" --after first.json
     """
     generator = _llm_generator(mode, llm_url, llm_model, llm_gguf, llm_threads)
+    history = [_earlier_answer(path) for path in earlier]
     index = Index.open(index_dir, embedder=_embedder())
     streamed: list[str] = []
 
@@ -283,7 +289,7 @@ def ask(question: str, k: int | None, mode: AnswerMode, llm_url: str | None, llm
         _echo(token, nl=False)
 
     answer = index.ask(question, k=k, mode=mode, generator=generator, on_token=None if as_json else show,
-                       **_filters(index, since, until, articles, include_undated, announce=False))
+                       history=history, **_filters(index, since, until, articles, include_undated, announce=False))
     if as_json:
         _print_json(answer.to_json())
         return
@@ -568,6 +574,18 @@ def _echo(text: str = "", err: bool = False, nl: bool = True) -> None:
     (an ESC in a title would start a sequence that recolours, retitles or clears the terminal)
     and lone surrogates, which cannot be written, become U+FFFD. The index keeps the text as read."""
     click.echo(_SURROGATE.sub("\ufffd", _CONTROL.sub("", text)), err=err, nl=nl)
+
+
+def _earlier_answer(path: Path) -> dict[str, Any]:
+    """An answer `rag ask --json` wrote, read back as a turn of the conversation."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise QueryError(f"{path} is not an answer `rag ask --json` wrote ({error})") from error
+    if not (isinstance(record, dict) and isinstance(record.get("question"), str)
+            and isinstance(record.get("answer"), str)):
+        raise QueryError(f"{path} is not an answer `rag ask --json` wrote (no question and answer in it)")
+    return record
 
 
 def _print_json(payload: Any) -> None:

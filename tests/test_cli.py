@@ -74,3 +74,19 @@ def test_every_command_has_help_with_an_example():
         result = run(command, "--help")
         assert result.exit_code == 0
         assert "Examples:" in result.output and "rag " + command in result.output
+
+
+def test_a_follow_up_on_the_command_line_continues_an_earlier_json_answer(tmp_path, seeds_copy):
+    index_dir = str(tmp_path / "i")
+    run("index", "--seeds", str(seeds_copy), "--index", index_dir)
+    first = run("ask", "Who chaired the meeting at Hoa Lac?", "--index", index_dir, "--json")
+    (tmp_path / "first.json").write_text(first.output, encoding="utf-8")
+    second = run("ask", "Who else attended it?", "--after", str(tmp_path / "first.json"), "--index", index_dir, "--json")
+    assert second.exit_code == 0 and "Hoa Lac" in json.loads(second.output)["searched_for"]
+    (tmp_path / "second.json").write_text(second.output, encoding="utf-8")
+    third = run("ask", "When was it?", "--after", str(tmp_path / "first.json"), "--after", str(tmp_path / "second.json"),
+                "--index", index_dir, "--json")
+    assert "Hoa Lac" in json.loads(third.output)["searched_for"]  # the chain keeps its topic
+    (tmp_path / "junk.json").write_text("[1, 2]", encoding="utf-8")
+    refused = run("ask", "When was it?", "--after", str(tmp_path / "junk.json"), "--index", index_dir)
+    assert refused.exit_code == 1 and "is not an answer `rag ask --json` wrote" in refused.output
