@@ -21,7 +21,7 @@ import numpy as np
 
 from rag.answer.answerability import AnswerabilityModel
 from rag.answer.question_types import asked_type, holds_type
-from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage
+from rag.answer.schema import Answer, AnswerSentence, Citation, RelatedPassage, cite
 from rag.config import Config
 from rag.records import Chunk, Hit
 from rag.search.typos import QueryTerms
@@ -250,12 +250,12 @@ def compose_extractive(question: str, hits: list[Hit], reader: IndexReader, quer
         sentence = ranked[position]
         before = _referent(reader, sentence)
         if before is not None and (before.chunk.article_id, before.start) not in quoted:
-            sentences.append(AnswerSentence(text=before.text, citations=(_cite(citations, before),)))
+            sentences.append(AnswerSentence(text=before.text, citations=(cite(citations, before.chunk, before.start, before.end),)))
             quoted.add((before.chunk.article_id, before.start))
         if (sentence.chunk.article_id, sentence.start) in quoted:
             continue
         sources = [sentence] + _retellings(ranked, vectors, position, config)
-        numbers = tuple(_cite(citations, source) for source in sources)
+        numbers = tuple(cite(citations, source.chunk, source.start, source.end) for source in sources)
         sentences.append(AnswerSentence(text=sentence.text, citations=numbers))
         quoted.add((sentence.chunk.article_id, sentence.start))
     text = " ".join(f"{s.text} {''.join(f'[{n}]' for n in s.citations)}" for s in sentences)
@@ -310,15 +310,3 @@ def _retellings(ranked: list[ScoredSentence], vectors: np.ndarray, position: int
             if article not in found or similarity > found[article][0]:
                 found[article] = (similarity, ranked[other])
     return [sentence for _, sentence in sorted(found.values(), key=lambda pair: -pair[0])]
-
-
-def _cite(citations: list[Citation], sentence: ScoredSentence) -> int:
-    for citation in citations:
-        if (citation.article_id, citation.start) == (sentence.chunk.article_id, sentence.start):
-            return citation.n
-    chunk = sentence.chunk
-    citations.append(Citation(
-        n=len(citations) + 1, article_id=chunk.article_id, title=chunk.title, date=chunk.date,
-        chunk_id=chunk.chunk_id, quote=sentence.text, start=sentence.start, end=sentence.end,
-        passage=chunk.text, passage_start=chunk.start))
-    return citations[-1].n

@@ -17,11 +17,10 @@ from dataclasses import replace
 from rag.answer.extractive import abstention
 from rag.answer.generators import Generator
 from rag.answer.prompt import build_messages, parse_claims
-from rag.answer.schema import Answer, AnswerSentence, Citation, Draft, DraftStatus
+from rag.answer.schema import Answer, AnswerSentence, Citation, Draft, DraftStatus, cite
 from rag.answer.verification import (
     CheckedClaim,
     Embed,
-    Quote,
     VerifierSettings,
     check_claims,
 )
@@ -104,17 +103,6 @@ def _answer(question: str, checked: Sequence[CheckedClaim], model: str) -> tuple
 
 
 def _sentence(checked: CheckedClaim, citations: list[Citation]) -> AnswerSentence:
-    numbers = () if checked.refusal else tuple(_cite(citations, quote) for quote in checked.quotes)
+    numbers = () if checked.refusal else tuple(cite(citations, quote.chunk, quote.start, quote.end) for quote in checked.quotes)
     return AnswerSentence(text=checked.claim.text, citations=numbers, supported=checked.supported or checked.refusal,
                           reason=checked.reason, attributed=checked.attributed)
-
-
-def _cite(citations: list[Citation], quote: Quote) -> int:
-    for citation in citations:
-        if (citation.chunk_id, citation.start, citation.end) == (quote.chunk.chunk_id, quote.start, quote.end):
-            return citation.n
-    chunk = quote.chunk
-    citations.append(Citation(n=len(citations) + 1, article_id=chunk.article_id, title=chunk.title, date=chunk.date,
-                              chunk_id=chunk.chunk_id, quote=quote.text, start=quote.start, end=quote.end,
-                              passage=chunk.text, passage_start=chunk.start))
-    return citations[-1].n

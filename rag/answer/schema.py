@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rag.records import Chunk
+
 AnswerMode = Literal["extractive", "llm"]
 # "answered": the passages hold the answer; "hedged": the closest evidence, which may not
 # answer the question directly; "not_found": nothing in the articles is on the question's topic.
@@ -48,6 +50,18 @@ class Citation:
             "passage": self.passage,
             "passage_start": self.passage_start,
         }
+
+
+def cite(citations: list[Citation], chunk: Chunk, start: int, end: int) -> int:
+    """The number of the citation of `chunk`'s text at [start, end) (file offsets), added to
+    `citations` if no citation quotes that span of that article yet."""
+    for citation in citations:
+        if (citation.article_id, citation.start, citation.end) == (chunk.article_id, start, end):
+            return citation.n
+    citations.append(Citation(n=len(citations) + 1, article_id=chunk.article_id, title=chunk.title, date=chunk.date,
+                              chunk_id=chunk.chunk_id, quote=chunk.text[start - chunk.start : end - chunk.start],
+                              start=start, end=end, passage=chunk.text, passage_start=chunk.start))
+    return citations[-1].n
 
 
 @dataclass(frozen=True)
