@@ -48,6 +48,10 @@ class Chunk:
     heading: str
     date: dt.date | None
 
+    def span(self, start: int, end: int) -> str:
+        """The text at [start, end), offsets in the article file, of a span inside this chunk."""
+        return self.text[start - self.start : end - self.start]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "chunk_id": self.chunk_id,

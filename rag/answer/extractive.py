@@ -62,7 +62,7 @@ class ScoredSentence:
 
     @property
     def text(self) -> str:
-        return self.chunk.text[self.start - self.chunk.start : self.end - self.chunk.start]
+        return self.chunk.span(self.start, self.end)
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ def score_sentences(reader: IndexReader, hits: list[Hit], query_vector: np.ndarr
             cosines = reader.sentence_vectors_of(np.array([s for s, _ in fresh])) @ query_vector
             for (sentence_id, (start, end)), cosine in zip(fresh, cosines.tolist(), strict=True):
                 coverage = _held(matchable, credits[chunk.article_id][sentence_id])
-                text = chunk.text[start - chunk.start : end - chunk.start]
+                text = chunk.span(start, end)
                 score = (cosine + config.answer_coverage_weight * coverage + config.answer_rank_weight / hit.rank
                          + config.answer_type_weight * holds_type(text, wanted_type))
                 seen[sentence_id] = ScoredSentence(sentence_id, chunk, start, end, cosine, coverage, hit.rank, score)

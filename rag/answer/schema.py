@@ -59,7 +59,7 @@ def cite(citations: list[Citation], chunk: Chunk, start: int, end: int) -> int:
         if (citation.article_id, citation.start, citation.end) == (chunk.article_id, start, end):
             return citation.n
     citations.append(Citation(n=len(citations) + 1, article_id=chunk.article_id, title=chunk.title, date=chunk.date,
-                              chunk_id=chunk.chunk_id, quote=chunk.text[start - chunk.start : end - chunk.start],
+                              chunk_id=chunk.chunk_id, quote=chunk.span(start, end),
                               start=start, end=end, passage=chunk.text, passage_start=chunk.start))
     return citations[-1].n
 

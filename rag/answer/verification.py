@@ -113,7 +113,7 @@ class Quote:
 
     @property
     def text(self) -> str:
-        return self.chunk.text[self.start - self.chunk.start : self.end - self.chunk.start]
+        return self.chunk.span(self.start, self.end)
 
 
 @dataclass(frozen=True)

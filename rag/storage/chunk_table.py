@@ -45,7 +45,7 @@ def sentences_in_order(stored_chunks: Iterable[StoredChunk]) -> list[tuple[int, 
     for stored in stored_chunks:
         chunk = stored.chunk
         for sentence_id, (start, end) in zip(stored.sentence_ids, stored.sentence_spans, strict=True):
-            found[sentence_id] = (start, chunk.text[start - chunk.start : end - chunk.start])
+            found[sentence_id] = (start, chunk.span(start, end))
     return [(sentence_id, text) for sentence_id, (_, text) in sorted(found.items(), key=lambda item: item[1][0])]
 
 
