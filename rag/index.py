@@ -33,7 +33,7 @@ from rag.errors import ConfigError, QueryError, RagError
 from rag.ingest.milvus_update import update_milvus
 from rag.ingest.plan import UpdateReport
 from rag.ingest.update import DEFAULT_INDEX_DIR, ProgressCallback, update_index
-from rag.records import Hit, SearchFilter
+from rag.records import Hit, SearchFilter, iso_date
 from rag.search.followups import Turn, standalone_question
 from rag.search.retrieval import RETRIEVERS, Retriever, rank_chunks
 from rag.search.typos import QueryTerms, correct_typos
@@ -80,7 +80,7 @@ class ArticleInfo:
         return {
             "id": self.id,
             "title": self.title,
-            "date": self.date.isoformat() if self.date else None,
+            "date": iso_date(self.date),
             "chunks": self.chunks,
             "source": self.source,
         }

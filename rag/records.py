@@ -10,6 +10,11 @@ from pathlib import Path
 from typing import Any
 
 
+def iso_date(date: dt.date | None) -> str | None:
+    """A date as YYYY-MM-DD, None for an unknown one: how records and indexes store dates."""
+    return date.isoformat() if date else None
+
+
 @dataclass(frozen=True)
 class Article:
     """One article file, parsed.
@@ -61,7 +66,7 @@ class Chunk:
             "text": self.text,
             "title": self.title,
             "heading": self.heading,
-            "date": self.date.isoformat() if self.date else None,
+            "date": iso_date(self.date),
         }
 
     @classmethod

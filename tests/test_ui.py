@@ -38,7 +38,7 @@ from rag import (
 )
 from ui.app import Handlers, build_app, serve
 from ui.login import is_loopback, login_for
-from ui.render import ABSTENTION, render_index, render_turn, source_anchor
+from ui.render import render_index, render_turn, source_anchor
 from ui.workspace import Workspace, parse_date
 
 NEW_ARTICLE = (
@@ -295,7 +295,7 @@ def test_abstention_lists_related_passages_as_related_not_as_sources() -> None:
 
     page = render_turn(answer, turn=2)
 
-    assert ABSTENTION in page
+    assert "<p class='abstention'>The indexed articles do not answer this question.</p>" in page
     assert "<h4>Related passages</h4>" in page and "they do not answer the question" in page
     assert "Sources" not in page and "<mark" not in page and "class='marker'" not in page
     assert html.escape(PASSAGE) in page

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
         UpdateReport,
     )
 
-ABSTENTION = "The indexed articles do not answer this."
 SNIPPET_CHARS = 240
 """The longest sentence shown of a related passage before its card is opened."""
 
@@ -50,7 +49,7 @@ def render_turn(answer: Answer, turn: int) -> str:
     if answer.notice:
         parts.append(f"<p class='notice'>{_escape(answer.notice)}</p>")
     if answer.abstained:
-        parts.append(f"<p class='abstention'>{ABSTENTION}</p>")
+        parts.append(f"<p class='abstention'>{_escape(answer.answer)}</p>")
         parts.append(_related(answer.related))
     else:
         parts.append(f"<div class='answer {answer.outcome}'>{_answer_text(answer, turn)}</div>")

@@ -10,16 +10,12 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rag.records import Chunk
+from rag.records import Chunk, iso_date
 
 AnswerMode = Literal["extractive", "llm"]
 # "answered": the passages hold the answer; "hedged": the closest evidence, which may not
 # answer the question directly; "not_found": nothing in the articles is on the question's topic.
 Outcome = Literal["answered", "hedged", "not_found"]
-
-
-def _iso(date: dt.date | None) -> str | None:
-    return date.isoformat() if date else None
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ class Citation:
             "n": self.n,
             "article_id": self.article_id,
             "title": self.title,
-            "date": _iso(self.date),
+            "date": iso_date(self.date),
             "chunk_id": self.chunk_id,
             "quote": self.quote,
             "start": self.start,
@@ -126,7 +122,7 @@ class RelatedPassage:
         return {
             "article_id": self.article_id,
             "title": self.title,
-            "date": _iso(self.date),
+            "date": iso_date(self.date),
             "chunk_id": self.chunk_id,
             "text": self.text,
             "start": self.start,

@@ -3,7 +3,6 @@ article table alone, so that both stores (a folder, Milvus) update alike; and it
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import ArticleError
-from rag.records import Article
+from rag.records import Article, iso_date
 from rag.text.articles import LoadReport
 
 
@@ -93,7 +92,7 @@ def plan_update(loaded: LoadReport, roots: list[Path], old_entries: dict[str, di
             report.failed.append(
                 f"{article.source}: article id {article.id!r} is already indexed from {old['source']}; "
                 "rename one of the files (an article's id is its file name without the extension)")
-        elif old is None or old["content_hash"] != article.content_hash or old["date"] != _iso(article.date):
+        elif old is None or old["content_hash"] != article.content_hash or old["date"] != iso_date(article.date):
             (report.added if old is None else report.updated).append(article.id)
             to_embed.append(article)
             entries[article.id] = _entry(article)
@@ -132,14 +131,10 @@ def _same_text(embedded: list[Article], entries: dict[str, dict[str, Any]]) -> d
             if first_of_hash[article.content_hash] != article.id}
 
 
-def _iso(date: dt.date | None) -> str | None:
-    return date.isoformat() if date else None
-
-
 def _entry(article: Article) -> dict[str, Any]:
     return {
         "title": article.title,
-        "date": _iso(article.date),
+        "date": iso_date(article.date),
         "source": str(article.source),
         "content_hash": article.content_hash,
     }

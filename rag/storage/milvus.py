@@ -50,7 +50,7 @@ from rag.errors import (
     IndexWriteError,
     RagError,
 )
-from rag.records import Chunk, SearchFilter
+from rag.records import Chunk, SearchFilter, iso_date
 from rag.storage.chunk_table import StoredChunk, sentences_in_order
 from rag.storage.lexical import LexicalIndex, lexical_text, lucene_idf, typo_candidates
 from rag.text.normalize import terms
@@ -398,7 +398,7 @@ def _is_stale(holder: dict[str, Any]) -> bool:
 
 def chunk_row(chunk_id: int, stored: StoredChunk, vector: np.ndarray, generation: int) -> dict[str, Any]:
     chunk = stored.chunk
-    day, has_date = _day(chunk.date.isoformat() if chunk.date else None)
+    day, has_date = _day(iso_date(chunk.date))
     record = json.dumps({**chunk.to_json(), "sentence_ids": stored.sentence_ids,
                          "sentence_spans": stored.sentence_spans}, ensure_ascii=False)
     lexical = milvus_terms(terms(lexical_text(chunk)))
@@ -434,7 +434,7 @@ def sentence_rows(chunks: dict[int, StoredChunk], vectors: dict[int, np.ndarray]
     rows = []
     for sentence_id in sorted(owners):
         chunk = article[sentence_id]
-        day, has_date = _day(chunk.date.isoformat() if chunk.date else None)
+        day, has_date = _day(iso_date(chunk.date))
         rows.append({"id": int(sentence_id), "article_id": chunk.article_id, "generation": generation, "day": day,
                      "has_date": has_date, "owners": json.dumps(sorted(owners[sentence_id])),
                      "vector": vectors[sentence_id].tolist()})
