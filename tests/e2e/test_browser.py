@@ -20,7 +20,7 @@ from served import ARTIFACTS, ROOT, chromium, served
 
 pytestmark = pytest.mark.browser
 
-ABSTENTION = "The indexed articles do not answer this."
+ABSTENTION = "The indexed articles do not answer this question."
 HOA_LAC_ARTICLE = "003_62729c1e8f798b4f"
 NEW_ARTICLE = """ date 2026-04-02 HÀ NỘI — The Lotus Orchestra opened a concert hall in Đà Nẵng
 on Thursday.
