@@ -40,7 +40,7 @@ from rag.search.typos import QueryTerms, correct_typos
 from rag.storage.layout import current_snapshot_dir
 from rag.storage.milvus import MilvusReader, MilvusSettings, MilvusStore, is_milvus_uri
 from rag.storage.reader import IndexReader
-from rag.storage.snapshot import check_compatible, load_snapshot
+from rag.storage.snapshot import check_compatible, load_snapshot, read_manifest
 from rag.text.language import foreign_language, language_notice
 from rag.text.normalize import terms
 
@@ -193,14 +193,14 @@ class Index:
                 meta = served.store.meta()
                 if meta is None or _commit_state(meta) == _commit_state(served.meta):
                     return False
+                check_compatible(meta, self.embedder, self.config, str(self.path))
                 self._snapshot = MilvusReader.open(served.store)
                 return True
             live = current_snapshot_dir(Path(self.path))
             if live.name == served.name:
                 return False
-            snapshot = load_snapshot(live, read_ahead=True)
-            check_compatible(snapshot.manifest, self.embedder, self.config, Path(self.path))
-            self._snapshot = snapshot
+            check_compatible(read_manifest(live), self.embedder, self.config, Path(self.path))
+            self._snapshot = load_snapshot(live, read_ahead=True)
             return True
 
     @property
@@ -331,9 +331,9 @@ def _turns(history: Sequence[Answer | Turn | tuple[str, str] | Mapping[str, str]
 
 
 def _commit_state(meta: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What a Milvus reader's view depends on: the committed generation and the articles an
-    update in progress hides."""
-    return meta["generation"], meta.get("state"), tuple(meta.get("pending", ()))
+    """What a Milvus reader's view depends on: the build (a rebuild starts the generations
+    again), the committed generation and the articles an update in progress hides."""
+    return meta.get("build"), meta["generation"], meta.get("state"), tuple(meta.get("pending", ()))
 
 
 def _date_range_effects(snapshot: IndexReader, search_filter: SearchFilter) -> tuple[tuple[str, ...], str | None]:

@@ -218,6 +218,25 @@ def test_a_served_index_sees_updates_another_writer_made(store, seeds_copy, open
     assert any("six o'clock" in hit.chunk.text for hit in served.search("When did the meeting end?", k=30))
 
 
+
+def test_a_served_index_sees_a_rebuild_another_writer_made(store, seeds_copy, opened):
+    """A rebuild starts Milvus's generations again, so it may commit the very generation a
+    server holds: the server still sees that the index changed."""
+    build_index([seeds_copy], store, embedder=HashingEmbedder())
+    served = opened(store)
+    (seeds_copy / "001_b4864911fd882270.txt").unlink()
+    if store.startswith("milvus-lite:"):  # one process per file: the other writer shares the connection
+        from rag.ingest.milvus_update import update_milvus
+
+        update_milvus([seeds_copy], served.snapshot.store.settings, HashingEmbedder(), Config(), rebuild=True,
+                      store=served.snapshot.store)
+    else:
+        build_index([seeds_copy], store, embedder=HashingEmbedder(), rebuild=True)
+    assert served.refresh() is True and served.stats().articles == 4
+    assert all(hit.chunk.article_id != "001_b4864911fd882270" for hit in served.search("working session", k=30))
+    assert served.ask("Who chaired the meeting at Hoa Lac?").citations
+
+
 def test_a_missing_source_folder_removes_nothing_and_stops_a_rebuild(store, seeds_copy, tmp_path, opened):
     build_index([seeds_copy], store, embedder=HashingEmbedder())
     missing = tmp_path / "unmounted"

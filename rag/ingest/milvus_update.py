@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,9 +104,10 @@ def update_milvus(sources: Sequence[str | Path], settings: MilvusSettings, embed
 
 
 def new_meta(embedder: dict[str, Any], chunker: dict[str, Any]) -> dict[str, Any]:
-    """The meta row of an empty index."""
+    """The meta row of an empty index. `build` names this build: a rebuild starts the
+    generations again, and a reader tells it from the index it holds by this name."""
     return {"format": MILVUS_FORMAT, "embedder": embedder, "chunker": chunker, "lexical": LEXICAL_INFO,
-            "generation": 0, "state": "ready", "pending": [], "next_ids": {"chunk": 0, "sentence": 0},
+            "build": uuid.uuid4().hex, "generation": 0, "state": "ready", "pending": [], "next_ids": {"chunk": 0, "sentence": 0},
             "counts": {"sentences": 0}, "updated_at": _now()}
 
 
