@@ -661,9 +661,20 @@ def test_the_browser_keeps_the_last_turns_and_the_newest_threads(workspace: Work
     assert kept["turns"] == turns[-KEPT_TURNS:] and kept["title"] == "q0"  # titled by its first question
 
 
+def test_a_turn_after_the_kept_ones_gets_a_number_no_kept_turn_has(workspace: Workspace) -> None:
+    """Turn numbers anchor the [n] links of each answer: after the oldest turns were let go, the
+    next one continues from the last number, not from the count of turns kept."""
+    handlers = Handlers(workspace)
+    _, turns, _ = ask(handlers, "How many ships has the Defence Industry built?", [])
+    kept = [{**turn, "number": 70} for turn in turns]  # as a reload gives a long conversation's last turns
+    _, turns, _ = ask(handlers, "Who chaired the meeting at Hoa Lac?", kept)
+    assert [turn["number"] for turn in turns] == [70, 71] and "id='turn-71'" in turns[-1]["html"]
+
+
 @pytest.mark.parametrize("stored", [None, "junk", {"current": "x", "threads": {"x": "not a thread"}}, {"threads": []},
                                     {"current": "x", "threads": {"x": {"turns": [], "created": "soon", "title": 3},
-                                                                 "y": {"turns": []}}}])
+                                                                 "y": {"turns": []}}},
+                                    {"current": "x", "threads": {"x": {"turns": [{"html": 1}, "junk", {}]}}}])
 def test_whatever_the_browser_stored_the_page_starts_cleanly(workspace: Workspace, stored: object) -> None:
     page, turns, _, saved = Handlers(workspace).restore(stored)  # type: ignore[arg-type]
     assert turns == [] and saved["current"] in saved["threads"]

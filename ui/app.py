@@ -115,7 +115,8 @@ class Handlers:
                 elif isinstance(item, Exception):
                     yield render_error(str(item)) + earlier, gr.skip(), gr.skip()
                 else:
-                    turns = [*turns, {"html": render_turn(item, turn=len(turns) + 1),
+                    number = _next_turn_number(turns)
+                    turns = [*turns, {"html": render_turn(item, turn=number), "number": number,
                                       "question": item.searched_for or item.question, "answer": item.answer}]
                     yield render_conversation([turn["html"] for turn in turns]), turns, ""
         finally:
@@ -262,13 +263,21 @@ def _threads_or_new(saved: dict[str, Any] | None) -> dict[str, Any]:
     threads = saved.get("threads") if isinstance(saved, dict) else None
     threads = {key: {"title": value.get("title") if isinstance(value.get("title"), str) else "",
                      "created": value.get("created") if isinstance(value.get("created"), (int, float)) else 0.0,
-                     "turns": value["turns"]}
+                     "turns": [turn for turn in value["turns"] if isinstance(turn, dict)
+                               and all(isinstance(turn.get(key), str) for key in ("html", "question", "answer"))]}
                for key, value in threads.items() if isinstance(value, dict) and isinstance(value.get("turns"), list)
                } if isinstance(threads, dict) else {}
     saved = {"current": saved.get("current") if isinstance(saved, dict) else None, "threads": threads}
     if saved["current"] not in threads:
         saved["current"] = _new_thread(saved)
     return saved
+
+
+def _next_turn_number(turns: list[dict[str, Any]]) -> int:
+    """The number of the next turn: one past the last one's, which is not the count of turns
+    once a long conversation's oldest ones were let go (KEPT_TURNS); numbers are anchors."""
+    last = turns[-1].get("number") if turns else 0
+    return (last if isinstance(last, int) else len(turns)) + 1
 
 
 def _new_thread(saved: dict[str, Any]) -> str:
