@@ -321,7 +321,8 @@ def _turns(history: Sequence[Answer | Turn | tuple[str, str] | Mapping[str, str]
         elif isinstance(turn, Answer):
             turns.append(Turn(turn.searched_for or turn.question, turn.answer))
         elif isinstance(turn, Mapping) and isinstance(turn.get("question"), str) and isinstance(turn.get("answer"), str):
-            turns.append(Turn(turn.get("searched_for") or turn["question"], turn["answer"]))
+            searched = turn.get("searched_for")
+            turns.append(Turn(searched if isinstance(searched, str) and searched else turn["question"], turn["answer"]))
         elif isinstance(turn, tuple) and len(turn) == 2 and all(isinstance(part, str) for part in turn):
             turns.append(Turn(*turn))
         else:

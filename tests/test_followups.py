@@ -47,6 +47,8 @@ def test_a_chain_of_follow_ups_passed_as_answers_keeps_its_topic(fake_index: Pat
     assert third.searched_for and "Hoa Lac" in third.searched_for
     as_records = index.ask("When was it?", history=[first.to_json(), second.to_json()])
     assert as_records.searched_for == third.searched_for
+    odd = index.ask("When was it?", history=[{**first.to_json(), "searched_for": 7}])  # read as the question
+    assert odd.searched_for == index.ask("When was it?", history=[first]).searched_for
 
 
 def test_history_is_checked(fake_index: Path, embedder) -> None:  # noqa: ANN001

@@ -183,6 +183,23 @@ def test_an_unreadable_source_folder_removes_nothing(fake_index, seeds_copy, emb
     assert len(build_index([seeds_copy], fake_index, embedder=embedder).unchanged) == 5
 
 
+def test_a_file_that_cannot_be_looked_at_is_kept_not_removed(fake_index, seeds_copy, embedder, monkeypatch):
+    """A file the update cannot stat (an I/O error, a folder without search permission) failed;
+    its indexed article stays."""
+    import errno
+
+    original = Path.stat
+
+    def stat(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if self.name == "004_0ad313e58527b596.txt":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    report = build_index([seeds_copy], fake_index, embedder=embedder)
+    assert report.removed == [] and any("004_0ad313e58527b596.txt: cannot be read" in m for m in report.failed)
+
+
 def test_unchanged_sources_write_nothing(fake_index, seeds_copy, embedder):
     before = current_snapshot_dir(fake_index)
     report = build_index([seeds_copy], fake_index, embedder=embedder)

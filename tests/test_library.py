@@ -109,6 +109,24 @@ def test_a_folder_that_cannot_be_written_gives_one_line_and_changes_nothing(work
     assert HOA_LAC in workspace.index.undated_articles()
 
 
+def test_a_removal_that_copied_but_could_not_delete_leaves_no_copy(workspace: Workspace, monkeypatch) -> None:  # noqa: ANN001
+    """Across mounts a move is a copy and a delete: when the delete fails, the copy goes too,
+    so retries do not pile up copies in removed/."""
+    import errno
+    import shutil
+
+    def copy_then_fail(source, target):  # noqa: ANN001, ANN202
+        shutil.copy2(source, target)
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(shutil, "move", copy_then_fail)
+    for _ in range(2):
+        with pytest.raises(ArticleError, match="cannot move"):
+            workspace.remove_article(HOA_LAC)
+    removed = workspace.seeds_dir.parent / "removed"
+    assert (workspace.seeds_dir / f"{HOA_LAC}.txt").exists() and not any(removed.iterdir())
+
+
 def test_a_quote_is_marked_in_the_article_unless_its_file_changed_since_indexing(workspace: Workspace) -> None:
     handlers = Handlers(workspace)
     source = workspace.seeds_dir / f"{HOA_LAC}.txt"

@@ -80,8 +80,9 @@ def plan_update(loaded: LoadReport, roots: list[Path], old_entries: dict[str, di
     """Compare the loaded articles with the indexed ones (`old_entries`, by id): new ones are
     added, changed ones (content hash or date) updated, and indexed ones whose file was under
     one of `roots` but is gone (or whose id is in `remove`) removed. An article whose file, or
-    a folder above it, could not be read is kept: a missing or unmounted folder is not a
-    deletion of everything in it."""
+    a folder above it, could not be read is kept: a missing or unreadable folder is not a
+    deletion of everything in it. (An unmounted mount point that leaves an empty folder behind
+    cannot be told from a folder whose articles were deleted.)"""
     report = UpdateReport(failed=list(loaded.failures.values()), skipped=loaded.skipped)
     entries = dict(old_entries)
     to_embed: list[Article] = []

@@ -155,7 +155,11 @@ def _article_files(paths: list[Path], report: LoadReport, follow_links: bool) ->
         for entry, within in entries:
             if within and entry.name == META_FILE:
                 continue  # the folder's article dates, read with its articles
-            reason = _skip_reason(entry, within, follow_links)
+            try:
+                reason = _skip_reason(entry, within, follow_links)
+            except ArticleError as error:  # a file that is there but cannot be read: failed, not gone
+                report.failures[entry] = str(error)
+                continue
             if reason:
                 report.skipped.append(f"{_as_text(entry)}: skipped, {reason}")
             else:
@@ -165,7 +169,9 @@ def _article_files(paths: list[Path], report: LoadReport, follow_links: bool) ->
 
 def _skip_reason(entry: Path, folder: Path | None, follow_links: bool) -> str | None:
     """Why `entry` is not read as an article, or None if it is. A link found in `folder`
-    (resolved; None for a path given by name) must resolve inside it unless `follow_links`."""
+    (resolved; None for a path given by name) must resolve inside it unless `follow_links`.
+    Raises ArticleError for an entry that is there but cannot be looked at (an I/O error, a
+    folder without search permission): it failed, and its indexed article must be kept."""
     try:
         mode = entry.stat().st_mode
     except OSError as error:
@@ -173,7 +179,7 @@ def _skip_reason(entry: Path, folder: Path | None, follow_links: bool) -> str | 
             return "a symbolic link loop"
         if error.errno == errno.ENOENT and entry.is_symlink():
             return "a symbolic link to nothing (its target is gone)"
-        return f"cannot be read ({error.strerror or error})"
+        raise ArticleError(f"{_as_text(entry)}: cannot be read ({error.strerror or error})") from error
     if stat.S_ISDIR(mode):
         return "subfolders are not read (name the subfolder to index it too)"
     if not stat.S_ISREG(mode):

@@ -11,6 +11,7 @@ content, or another file that would give the same article id, is refused with a 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -183,6 +184,7 @@ def remove_article(source: str | Path, seeds_dir: str | Path) -> Path:
         raise ArticleError(f"{source.name} is not a file of the articles folder {seeds_dir}; "
                            "only articles added there can be removed from the page")
     removed = seeds_dir.parent / REMOVED_DIR
+    target: Path | None = None
     try:
         removed.mkdir(exist_ok=True)
         target, number = removed / source.name, 1
@@ -191,6 +193,9 @@ def remove_article(source: str | Path, seeds_dir: str | Path) -> Path:
             target = removed / f"{source.stem}.{number}{source.suffix}"
         shutil.move(source, target)  # a copy and a delete when the articles folder is a mount of its own
     except OSError as error:
+        if target is not None and source.exists():  # copied but not deleted: no second copy is left behind
+            with contextlib.suppress(OSError):
+                target.unlink(missing_ok=True)
         raise ArticleError(f"cannot move {source.name} into {removed} ({error.strerror or error}); the article "
                            "is still indexed: fix the folders' permissions or move the file out by hand") from error
     return target
