@@ -253,7 +253,7 @@ def search(query: str, k: int, since: Any, until: Any, articles: tuple[str, ...]
               help="Local GGUF model file run in-process; needs pip install 'rag[llm]' [default: $RAG_LLM_GGUF]")
 @click.option("--llm-threads", type=click.IntRange(1, 256),
               help="Threads for the local GGUF model [default: $RAG_LLM_THREADS, else llama.cpp's choice]")
-@click.option("--after", "earlier", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+@click.option("--after", "earlier", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
               help="An earlier answer of the conversation, as `rag ask --json` wrote it (repeatable, oldest first): "
                    "a follow-up is searched with the topic it continues.")
 @filter_options

@@ -90,3 +90,5 @@ def test_a_follow_up_on_the_command_line_continues_an_earlier_json_answer(tmp_pa
     (tmp_path / "junk.json").write_text("[1, 2]", encoding="utf-8")
     refused = run("ask", "When was it?", "--after", str(tmp_path / "junk.json"), "--index", index_dir)
     assert refused.exit_code == 1 and "is not an answer `rag ask --json` wrote" in refused.output
+    missing = run("ask", "When was it?", "--after", str(tmp_path / "none.json"), "--index", index_dir, "--json")
+    assert missing.exit_code == 1 and "is not an answer" in json.loads(missing.output)["error"]

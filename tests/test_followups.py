@@ -47,6 +47,12 @@ def test_a_chain_of_follow_ups_passed_as_answers_keeps_its_topic(fake_index: Pat
     assert third.searched_for and "Hoa Lac" in third.searched_for
     as_records = index.ask("When was it?", history=[first.to_json(), second.to_json()])
     assert as_records.searched_for == third.searched_for
+    long_chain = [first, second, third]
+    for question in ("What did he ask for?", "Who else was there?", "And when?", "Where was it?"):
+        long_chain.append(index.ask(question, history=long_chain))
+    searched = long_chain[-1].searched_for
+    assert searched and len(searched.split("(", 1)[1].split()) <= 12 + 3 * 4  # bounded, whatever the chain's length
+    assert " else " not in f" {searched.split('(', 1)[1]} "  # words that only refer back are not topic
     odd = index.ask("When was it?", history=[{**first.to_json(), "searched_for": 7}])  # read as the question
     assert odd.searched_for == index.ask("When was it?", history=[first]).searched_for
 

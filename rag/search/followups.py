@@ -28,6 +28,7 @@ _QUESTION_WORDS = frozenset("who whom whose what which when where why how many m
 _WORD = re.compile(r"[\w'’.-]+")
 _NAME = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'’.-]*)+")
 _MAX_NAMES = 3
+_MAX_TOPIC_WORDS = 12  # of the previous question as searched: a long chain's earliest words give way
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,13 @@ def standalone_question(question: str, history: Sequence[Turn]) -> str | None:
         return None
     previous = history[-1]
     topic = [word for word in _WORD.findall(previous.question)
-             if fold(word) not in STOPWORDS and fold(word) not in _QUESTION_WORDS]
+             if fold(word) not in STOPWORDS and fold(word) not in _QUESTION_WORDS and fold(word) not in _REFERS_BACK]
     asked = [fold(word) for word in _WORD.findall(question)]
     names = [name for name in dict.fromkeys(_NAME.findall(previous.answer)) if name not in previous.question] \
         if any(word in _PEOPLE for word in asked) else []  # "he", "they": most often who the answer named
     seen = set(asked)
     context = []
-    for word in topic + [word for name in names[:_MAX_NAMES] for word in _WORD.findall(name)]:
+    for word in topic[:_MAX_TOPIC_WORDS] + [word for name in names[:_MAX_NAMES] for word in _WORD.findall(name)]:
         if fold(word) not in seen and fold(word) not in STOPWORDS:
             seen.add(fold(word))
             context.append(word)

@@ -496,12 +496,13 @@ class _Cache(OrderedDict):
         """The values of `keys`, those not cached got with `load` (which may leave out keys it
         cannot find) and cached. Returned from a dict of their own, so that a call needing more
         than the cache holds, or a concurrent call, cannot evict them before they are read."""
+        unique = list(dict.fromkeys(keys))
         found = {}
-        for key in dict.fromkeys(keys):
+        for key in unique:
             value = self.get(key)
             if value is not None:
                 found[key] = value
-        missing = [key for key in dict.fromkeys(keys) if key not in found]
+        missing = [key for key in unique if key not in found]
         if missing:
             loaded = load(missing)
             for key, value in loaded.items():
