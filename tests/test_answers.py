@@ -91,6 +91,22 @@ def test_a_related_passage_shows_its_sentence_that_shares_the_most_of_the_questi
     assert passage.snippet_start == 500 + text.index("Drones")
 
 
+def test_a_span_of_an_article_is_cited_once_whichever_chunk_it_was_read_from():
+    from rag.answer.schema import cite
+    from rag.records import Chunk
+
+    text = "The fair opened on Monday. Drones flew over the outdoor area."
+    first = Chunk(chunk_id="c1", article_id="a", start=100, end=100 + len(text), text=text, title="Fair",
+                  heading="Fair", date=None)
+    overlapping = Chunk(chunk_id="c2", article_id="a", start=127, end=100 + len(text), text=text[27:], title="Fair",
+                        heading="Fair", date=None)
+    citations = []
+    assert cite(citations, first, 127, 100 + len(text)) == 1
+    assert cite(citations, overlapping, 127, 100 + len(text)) == 1  # the same span, read from another chunk
+    assert cite(citations, first, 100, 126) == 2
+    assert [c.quote for c in citations] == ["Drones flew over the outdoor area.", "The fair opened on Monday."]
+
+
 def test_the_answerability_model_decides(fake):
     question = "How many submarines has the General Department of Defence Industry repaired?"
     fake.answerability = coverage_answerability(0.3)
