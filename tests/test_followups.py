@@ -36,7 +36,7 @@ def test_a_question_that_stands_on_its_own_is_searched_as_asked(question: str) -
     assert standalone_question("Who else attended it?", []) is None  # nothing to lean on
 
 
-def test_a_chain_of_follow_ups_passed_as_answers_keeps_its_topic(fake_index: Path, embedder) -> None:  # noqa: ANN001
+def test_a_chain_of_follow_ups_passed_as_answers_keeps_its_topic(fake_index: Path, embedder) -> None:
     """An earlier answer stands for the question as it was searched: the third question of a
     chain still carries the first one's topic, from Answer objects or from their JSON records."""
     index = Index.open(fake_index, embedder=embedder)
@@ -57,7 +57,7 @@ def test_a_chain_of_follow_ups_passed_as_answers_keeps_its_topic(fake_index: Pat
     assert odd.searched_for == index.ask("When was it?", history=[first]).searched_for
 
 
-def test_history_is_checked(fake_index: Path, embedder) -> None:  # noqa: ANN001
+def test_history_is_checked(fake_index: Path, embedder) -> None:
     index = Index.open(fake_index, embedder=embedder)
     with pytest.raises(QueryError, match="history must list earlier turns"):
         index.ask("Who else attended it?", history=["Who chaired it?"])
@@ -67,7 +67,7 @@ def test_history_is_checked(fake_index: Path, embedder) -> None:  # noqa: ANN001
 
 
 @pytest.mark.model
-def test_a_follow_up_is_answered_from_the_article_of_the_thread(real_index: Path, real_embedder) -> None:  # noqa: ANN001
+def test_a_follow_up_is_answered_from_the_article_of_the_thread(real_index: Path, real_embedder) -> None:
     index = Index.open(real_index, embedder=real_embedder)
     first = index.ask(FIRST.question)
     history = [(first.question, first.answer)]
@@ -83,7 +83,7 @@ def test_a_follow_up_is_answered_from_the_article_of_the_thread(real_index: Path
 # --- honest filters: what a date range leaves out is said, in the answer and its JSON ---------
 
 
-def test_a_date_range_names_the_undated_articles_it_leaves_out(fake_index: Path, embedder) -> None:  # noqa: ANN001
+def test_a_date_range_names_the_undated_articles_it_leaves_out(fake_index: Path, embedder) -> None:
     index = Index.open(fake_index, embedder=embedder)
     undated = tuple(index.undated_articles())
     answer = index.ask("Who chaired the meeting at Hoa Lac?", date_from=dt.date(2025, 1, 1))
@@ -95,7 +95,7 @@ def test_a_date_range_names_the_undated_articles_it_leaves_out(fake_index: Path,
     assert included.excluded_undated == () and "unknown date" not in (included.notice or "")
 
 
-def test_a_range_without_articles_says_so_rather_than_not_answered(fake_index: Path, embedder) -> None:  # noqa: ANN001
+def test_a_range_without_articles_says_so_rather_than_not_answered(fake_index: Path, embedder) -> None:
     answer = Index.open(fake_index, embedder=embedder).ask("How many ships?", date_from=dt.date(1990, 1, 1),
                                                            date_to=dt.date(1990, 12, 31))
 

@@ -190,7 +190,7 @@ def test_a_file_that_cannot_be_looked_at_is_kept_not_removed(fake_index, seeds_c
 
     original = Path.stat
 
-    def stat(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def stat(self, *args, **kwargs):
         if self.name == "004_0ad313e58527b596.txt":
             raise PermissionError(errno.EACCES, "Permission denied")
         return original(self, *args, **kwargs)

@@ -17,7 +17,7 @@ HOA_LAC = "003_62729c1e8f798b4f"  # an undated seed
 
 
 @pytest.fixture
-def workspace(fake_index: Path, seeds_copy: Path, embedder) -> Workspace:  # noqa: ANN001
+def workspace(fake_index: Path, seeds_copy: Path, embedder) -> Workspace:
     return Workspace(Index.open(fake_index, embedder=embedder), seeds_copy)
 
 
@@ -78,7 +78,7 @@ def test_the_library_opens_an_article_and_asks_before_removing_one(workspace: Wo
     assert not (workspace.seeds_dir / f"{HOA_LAC}.txt").exists()
 
 
-def test_an_article_outside_the_articles_folder_is_not_removed(tmp_path: Path, seeds_copy: Path, embedder) -> None:  # noqa: ANN001
+def test_an_article_outside_the_articles_folder_is_not_removed(tmp_path: Path, seeds_copy: Path, embedder) -> None:
     build_index([seeds_copy], tmp_path / "index", embedder=embedder)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -89,14 +89,14 @@ def test_an_article_outside_the_articles_folder_is_not_removed(tmp_path: Path, s
     assert (seeds_copy / f"{HOA_LAC}.txt").exists()
 
 
-def test_a_folder_that_cannot_be_written_gives_one_line_and_changes_nothing(workspace: Workspace, monkeypatch) -> None:  # noqa: ANN001
+def test_a_folder_that_cannot_be_written_gives_one_line_and_changes_nothing(workspace: Workspace, monkeypatch) -> None:
     """Removing or dating an article where the folders refuse the write (a read-only mount, a
     full disk) says so in one line; the article stays where it was, indexed and undated."""
     import errno
     import os
     import shutil
 
-    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(shutil, "move", refuse)
@@ -109,13 +109,13 @@ def test_a_folder_that_cannot_be_written_gives_one_line_and_changes_nothing(work
     assert HOA_LAC in workspace.index.undated_articles()
 
 
-def test_a_removal_that_copied_but_could_not_delete_leaves_no_copy(workspace: Workspace, monkeypatch) -> None:  # noqa: ANN001
+def test_a_removal_that_copied_but_could_not_delete_leaves_no_copy(workspace: Workspace, monkeypatch) -> None:
     """Across mounts a move is a copy and a delete: when the delete fails, the copy goes too,
     so retries do not pile up copies in removed/."""
     import errno
     import shutil
 
-    def copy_then_fail(source, target):  # noqa: ANN001, ANN202
+    def copy_then_fail(source, target):
         shutil.copy2(source, target)
         raise OSError(errno.EACCES, "Permission denied")
 

@@ -348,8 +348,8 @@ def test_each_question_adds_a_turn_on_top_of_the_conversation(workspace: Workspa
      "the start date must be a date (YYYY-MM-DD), a month (March 2025) or a year (2025), got '15/03/2025'"),
     ("ships", {"date_from": "2026-01-01", "date_to": "2025-01-01"},
      "the date range is empty: 2026-01-01 is after 2025-01-01"),
-    ("ships", {"mode": "llm"}, "LLM answers are not configured: set RAG_LLM_URL and RAG_LLM_MODEL (an OpenAI-"
-                               "compatible endpoint) or RAG_LLM_GGUF (a local model file), or use mode 'extractive'"),
+    ("ships", {"mode": "llm"}, ("LLM answers are not configured: set RAG_LLM_URL and RAG_LLM_MODEL (an OpenAI-"
+                                "compatible endpoint) or RAG_LLM_GGUF (a local model file), or use mode 'extractive'")),
     ("ships", {"mode": "poem"}, "mode must be 'extractive' or 'llm', got 'poem'"),
 ])
 def test_a_user_error_is_one_line_above_the_earlier_turns(workspace: Workspace, question: str,
