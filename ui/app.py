@@ -172,9 +172,9 @@ class Handlers:
             info, article = self.workspace.article(article_id)
         except RagError as error:
             return render_error(str(error))
-        page = render_article(info, article.text, self.workspace.shown_source(info),
-                              highlight if article.content_hash == info.content_hash else None)
-        if highlight and article.content_hash != info.content_hash:  # the offsets are of the indexed text
+        changed = article.content_hash != info.content_hash  # the quote's offsets are of the indexed text
+        page = render_article(info, article.text, self.workspace.shown_source(info), None if changed else highlight)
+        if highlight and changed:
             page = render_error("This file changed since it was indexed, so the quote cannot be marked in it: "
                                 "Rebuild to index the new text.") + page
         return page
@@ -261,16 +261,22 @@ class Handlers:
 def _threads_or_new(saved: dict[str, Any] | None) -> dict[str, Any]:
     """The browser's threads, checked (it may hold anything), with a current one."""
     threads = saved.get("threads") if isinstance(saved, dict) else None
-    threads = {key: {"title": value.get("title") if isinstance(value.get("title"), str) else "",
-                     "created": value.get("created") if isinstance(value.get("created"), (int, float)) else 0.0,
-                     "turns": [turn for turn in value["turns"] if isinstance(turn, dict)
-                               and all(isinstance(turn.get(key), str) for key in ("html", "question", "answer"))]}
-               for key, value in threads.items() if isinstance(value, dict) and isinstance(value.get("turns"), list)
-               } if isinstance(threads, dict) else {}
+    threads = {key: _thread(value) for key, value in threads.items()
+               if isinstance(value, dict) and isinstance(value.get("turns"), list)} if isinstance(threads, dict) else {}
     saved = {"current": saved.get("current") if isinstance(saved, dict) else None, "threads": threads}
     if saved["current"] not in threads:
         saved["current"] = _new_thread(saved)
     return saved
+
+
+def _thread(stored: dict[str, Any]) -> dict[str, Any]:
+    """A thread as the browser stored it, with what the page reads checked: a title, a time,
+    and the turns that hold their page, question and answer as text."""
+    title, created = stored.get("title"), stored.get("created")
+    turns = [turn for turn in stored["turns"]
+             if isinstance(turn, dict) and all(isinstance(turn.get(key), str) for key in ("html", "question", "answer"))]
+    return {"title": title if isinstance(title, str) else "",
+            "created": created if isinstance(created, (int, float)) else 0.0, "turns": turns}
 
 
 def _next_turn_number(turns: list[dict[str, Any]]) -> int:

@@ -7,6 +7,7 @@ at the end: questions asked meanwhile are answered from the previous one.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import logging
 import re
@@ -207,8 +208,7 @@ def parse_date(value: str | None, name: str, end: bool = False) -> dt.date | Non
             first_year = int(month.group(3) or month.group(2))
             if 1 <= number <= 12:
                 first = dt.date(first_year, number, 1)
-                return (dt.date(first_year, 12, 31) if number == 12 else
-                        dt.date(first_year, number + 1, 1) - dt.timedelta(days=1)) if end else first
+                return first.replace(day=calendar.monthrange(first_year, number)[1]) if end else first
         elif year:
             return dt.date(int(year.group(1)), 12, 31) if end else dt.date(int(year.group(1)), 1, 1)
     except ValueError:  # year 0, or a year past 9999

@@ -38,7 +38,7 @@ from rag.ingest.assemble import (
     stored_chunks,
 )
 from rag.ingest.encode import EncodeBatches, ProgressCallback, embed_articles
-from rag.ingest.plan import UpdateReport, plan_update, refuse_unreadable_roots
+from rag.ingest.plan import UpdateReport, plan_update, read_sources
 from rag.storage.chunk_table import StoredChunk
 from rag.storage.milvus import (
     MILVUS_FORMAT,
@@ -51,7 +51,6 @@ from rag.storage.milvus import (
     stored_of_record,
 )
 from rag.storage.snapshot import check_compatible
-from rag.text.articles import load_articles
 from rag.text.chunking import split_article
 
 log = logging.getLogger(__name__)
@@ -70,12 +69,9 @@ def update_milvus(sources: Sequence[str | Path], settings: MilvusSettings, embed
         if meta is not None and not rebuild:
             check_compatible(meta, embedder, config, settings.shown)
         with store_lock(store, embedder.dim, lock_timeout):
-            roots = [Path(source).resolve() for source in sources]
-            loaded = load_articles(roots, config, follow_links)
+            roots, loaded = read_sources(sources, config, follow_links, rebuild)
             meta = store.meta()
             if meta is None or rebuild:
-                if rebuild:
-                    refuse_unreadable_roots(loaded, roots)
                 had_index = meta is not None
                 meta = new_meta(embedder_info(embedder), config.chunker_settings())
                 reset_store(store, embedder.dim, meta, drop=had_index)

@@ -4,14 +4,15 @@ article table alone, so that both stores (a folder, Milvus) update alike; and it
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.config import Config
 from rag.errors import ArticleError
 from rag.records import Article, iso_date
-from rag.text.articles import LoadReport
+from rag.text.articles import LoadReport, load_articles
 
 
 @dataclass
@@ -112,14 +113,19 @@ def plan_update(loaded: LoadReport, roots: list[Path], old_entries: dict[str, di
     return UpdatePlan(report=report, entries=entries, to_embed=to_embed, moved=moved)
 
 
-def refuse_unreadable_roots(loaded: LoadReport, roots: list[Path]) -> None:
-    """Stop a rebuild before it writes when a source it was given cannot be read: a rebuild
-    starts from nothing but its sources, so a missing, unmounted or mistyped folder would
-    leave an index without that folder's articles."""
+def read_sources(sources: Sequence[str | Path], config: Config, follow_links: bool,
+                 rebuild: bool) -> tuple[list[Path], LoadReport]:
+    """The update's roots (resolved) and the articles under them, for either store. A rebuild
+    stops here, before it writes, when a source it was given cannot be read: it starts from
+    nothing but its sources, so a missing, unmounted or mistyped folder would leave an index
+    without that folder's articles."""
+    roots = [Path(source).resolve() for source in sources]
+    loaded = load_articles(roots, config, follow_links)
     unreadable = [loaded.failures[root] for root in roots if root in loaded.failures]
-    if unreadable:
+    if rebuild and unreadable:
         raise ArticleError(f"cannot rebuild the index: {'; '.join(unreadable)}. The index is unchanged: "
                            "give the files and folders its articles are in")
+    return roots, loaded
 
 
 def _same_text(embedded: list[Article], entries: dict[str, dict[str, Any]]) -> dict[str, str]:

@@ -23,7 +23,7 @@ from rag.errors import IndexBusyError, IndexWriteError
 from rag.ingest.assemble import next_snapshot
 from rag.ingest.encode import EncodeBatches, ProgressCallback, embed_articles
 from rag.ingest.milvus_update import update_milvus
-from rag.ingest.plan import UpdateReport, plan_update, refuse_unreadable_roots
+from rag.ingest.plan import UpdateReport, plan_update, read_sources
 from rag.records import Article
 from rag.storage.layout import (
     CURRENT_FILE,
@@ -34,7 +34,7 @@ from rag.storage.layout import (
 from rag.storage.milvus import MilvusSettings, is_milvus_uri
 from rag.storage.snapshot import Snapshot, check_compatible, load_snapshot
 from rag.storage.writer import remove_stale_staging, write_snapshot
-from rag.text.articles import LoadReport, load_articles
+from rag.text.articles import LoadReport
 from rag.text.chunking import split_article
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,7 @@ def update_index(sources: Sequence[str | Path], path: str | Path = DEFAULT_INDEX
     config = config or Config()
     make_index_dir(path)
     with write_lock(path, lock_timeout):
-        roots = [Path(source).resolve() for source in sources]
-        loaded = load_articles(roots, config, follow_links)
-        if rebuild:
-            refuse_unreadable_roots(loaded, roots)
+        roots, loaded = read_sources(sources, config, follow_links, rebuild)
         previous = None if rebuild else _current_or_none(path, embedder, config, served)
         return _update_locked(loaded, roots, path, embedder, config, previous, progress,
                               previous_in_use=previous is not None and previous is served, encode_batches=encode_batches)

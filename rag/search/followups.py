@@ -25,6 +25,7 @@ _REFERS_BACK = _PEOPLE | frozenset("it its it's this that these those there then
 _OPENINGS = re.compile(r"^\s*(?:and|but|also|so|what about|how about|and what about)\b", re.IGNORECASE)
 _QUESTION_WORDS = frozenset("who whom whose what which when where why how many much did do does is are was were "
                             "can could would should will please tell me about".split())
+_NOT_TOPIC = STOPWORDS | _QUESTION_WORDS | _REFERS_BACK  # words that carry no topic to a follow-up
 _WORD = re.compile(r"[\w'’.-]+")
 _NAME = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'’.-]*)+")
 _MAX_NAMES = 3
@@ -45,8 +46,7 @@ def standalone_question(question: str, history: Sequence[Turn]) -> str | None:
     if not history or not _is_follow_up(question):
         return None
     previous = history[-1]
-    topic = [word for word in _WORD.findall(previous.question)
-             if fold(word) not in STOPWORDS and fold(word) not in _QUESTION_WORDS and fold(word) not in _REFERS_BACK]
+    topic = [word for word in _WORD.findall(previous.question) if fold(word) not in _NOT_TOPIC]
     asked = [fold(word) for word in _WORD.findall(question)]
     names = [name for name in dict.fromkeys(_NAME.findall(previous.answer)) if name not in previous.question] \
         if any(word in _PEOPLE for word in asked) else []  # "he", "they": most often who the answer named
